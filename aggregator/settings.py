@@ -95,6 +95,7 @@ class Settings:
     database_url: str = "sqlite:///data/aggregator.db"
     log_format: str = "auto"  # auto | json | text
     log_level: str = "INFO"
+    parse_workers: int | None = None  # parse processes; None = one per CPU (inline on 1 CPU)
     server: ServerSettings = field(default_factory=ServerSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)

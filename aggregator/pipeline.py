@@ -1,0 +1,274 @@
+"""The runner that wires the stages for one tick: claim -> fetch -> ingest -> plan -> apply.
+
+This is the only place where the pure stages meet IO. Each source is handled on its own: a
+failure of any kind is recorded on that source (status, last error, backoff) and never reaches
+the others or the tick. Database calls run on one dedicated thread (SQLAlchemy is synchronous;
+one writer suits SQLite), parsing runs on a process pool when one is given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+from aggregator.clock import Clock
+from aggregator.fetch import Fetcher
+from aggregator.ingest import Ingested, ingest
+from aggregator.model import Fetched, FetchFailed, FetchResult, SourceState, UpdatePlan
+from aggregator.plan import build_plan, keyed_items
+from aggregator.publish import render_all
+from aggregator.settings import Settings
+from aggregator.store.repo import Repository
+
+log = logging.getLogger("aggregator.pipeline")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceReport:
+    """What happened to one source in one run."""
+
+    key: str
+    url: str
+    status: str
+    new: int = 0
+    updated: int = 0
+    error: str | None = None
+    elapsed: float = 0.0
+
+
+@dataclass
+class TickReport:
+    """What one run did, summed over sources."""
+
+    sources: list[SourceReport] = field(default_factory=list)
+    rendered: int = 0
+
+    @property
+    def ok(self) -> int:
+        return sum(1 for s in self.sources if s.status in ("ok", "not_modified"))
+
+    @property
+    def failed(self) -> int:
+        return len(self.sources) - self.ok
+
+    @property
+    def new(self) -> int:
+        return sum(s.new for s in self.sources)
+
+    @property
+    def updated(self) -> int:
+        return sum(s.updated for s in self.sources)
+
+
+class Pipeline:
+    """Polls sources and keeps the edition snapshots current."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        repo: Repository,
+        fetcher: Fetcher,
+        *,
+        clock: Clock,
+        owner: str,
+        rng: random.Random | None = None,
+        parse_executor: Executor | None = None,
+        observer: Callable[[SourceReport, FetchResult | None], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.repo = repo
+        self.fetcher = fetcher
+        self.clock = clock
+        self.owner = owner
+        self.rng = rng or random.Random()
+        self.parse_executor = parse_executor
+        self.observer = observer
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-db")
+
+    def close(self) -> None:
+        """Stop the database thread (after in-flight calls finish)."""
+        self._db.shutdown(wait=True)
+
+    async def _in_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._db, partial(fn, *args, **kwargs))
+
+    # ------------------------------------------------------------------ runs
+
+    async def tick(self) -> TickReport:
+        """Claim the sources that are due, poll them, re-render editions if anything changed."""
+        sched = self.settings.schedule
+        due = await self._in_db(
+            self.repo.claim_due_sources,
+            self.clock.now(),
+            sched.batch_size,
+            self.owner,
+            sched.lease_seconds,
+        )
+        return await self.run(due)
+
+    async def poll_all(
+        self, on_done: Callable[[SourceReport], None] | None = None
+    ) -> TickReport:
+        """Poll every enabled source once, whether due or not (``aggregator poll``)."""
+        sched = self.settings.schedule
+        claimed: list[SourceState] = []
+        for src in await self._in_db(self.repo.list_sources):
+            if not src.enabled:
+                continue
+            got = await self._in_db(
+                self.repo.claim_source, src.key, self.clock.now(), self.owner, sched.lease_seconds
+            )
+            if got is not None:
+                claimed.append(got)
+        return await self.run(claimed, on_done=on_done)
+
+    async def run(
+        self,
+        sources: Sequence[SourceState],
+        on_done: Callable[[SourceReport], None] | None = None,
+    ) -> TickReport:
+        """Poll the given (already claimed) sources concurrently, then render if needed."""
+        report = TickReport()
+
+        async def one(src: SourceState) -> None:
+            rep = await self.process(src)
+            report.sources.append(rep)
+            if on_done is not None:
+                on_done(rep)
+
+        await asyncio.gather(*(one(s) for s in sources))
+        if report.new or report.updated or not await self._in_db(self.repo.list_snapshot_editions):
+            report.rendered = await self._in_db(self.render_editions)
+        return report
+
+    # ------------------------------------------------------------------ one source
+
+    async def process(self, source: SourceState) -> SourceReport:
+        """Fetch, ingest, plan and apply one source; never raises."""
+        started = time.perf_counter()
+        result: FetchResult | None = None
+        try:
+            result = await self.fetcher.fetch(
+                source.url, etag=source.etag, last_modified=source.last_modified
+            )
+            plan = await self._plan(source, result)
+            applied = await self._in_db(self.repo.apply, plan, self.clock.now(), self.owner)
+            upd = plan.source_update
+            rep = SourceReport(
+                source.key,
+                source.url,
+                upd.status,
+                applied.new,
+                applied.updated,
+                upd.last_error,
+                time.perf_counter() - started,
+            )
+        except Exception as exc:  # the runner's last line of defence: record, never propagate
+            log.exception("source %s failed unexpectedly", source.key)
+            rep = SourceReport(
+                source.key, source.url, "error", error=f"internal: {exc!r}"[:500],
+                elapsed=time.perf_counter() - started,
+            )
+            await self._record_crash(source, rep.error or "internal error")
+        log.info(
+            "polled %s",
+            source.key,
+            extra={
+                "source": source.key,
+                "url": source.url,
+                "outcome": rep.status,
+                "new": rep.new,
+                "updated": rep.updated,
+                "error": rep.error,
+                "duration_ms": round(rep.elapsed * 1000, 1),
+            },
+        )
+        if self.observer is not None:
+            self.observer(rep, result)
+        return rep
+
+    async def _plan(self, source: SourceState, result: FetchResult) -> UpdatePlan:
+        now = self.clock.now()
+        common = {"now": now, "settings": self.settings.schedule, "rng": self.rng}
+        if not isinstance(result, Fetched):
+            return build_plan(
+                source, result, feed=None, mean_gap=None, keyed=(), existing=(), tombstoned=(),
+                parse_error=None, body_hash=None, **common,  # type: ignore[arg-type]
+            )
+        body_hash = hashlib.sha256(result.body).hexdigest()
+        if body_hash == source.body_hash and source.status in ("ok", "not_modified"):
+            return build_plan(
+                source, result, feed=None, mean_gap=None, keyed=(), existing=(), tombstoned=(),
+                parse_error=None, body_hash=body_hash, unchanged=True,
+                **common,  # type: ignore[arg-type]
+            )
+        ingested = await self._ingest(result, source, now)
+        keyed = keyed_items(ingested.items)
+        keys = [k for k, _ in keyed]
+        urls = [it.canonical_url for _, it in keyed if it.canonical_url]
+        existing = await self._in_db(self.repo.existing_items, source.id, keys, urls)
+        tombstoned = await self._in_db(self.repo.tombstoned, source.id, keys)
+        return build_plan(
+            source, result, feed=ingested.feed, mean_gap=ingested.mean_gap, keyed=keyed,
+            existing=existing, tombstoned=tombstoned, parse_error=ingested.error,
+            body_hash=body_hash, **common,  # type: ignore[arg-type]
+        )
+
+    async def _ingest(self, result: Fetched, source: SourceState, now: datetime) -> Ingested:
+        if self.parse_executor is None:
+            return ingest(result.body, result.headers, result.url, source.language, now)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.parse_executor,
+            ingest,
+            result.body,
+            result.headers,
+            result.url,
+            source.language,
+            now,
+        )
+
+    async def _record_crash(self, source: SourceState, error: str) -> None:
+        """Record an unexpected failure and back off, so a poison source cannot spin."""
+        now = self.clock.now()
+        failed = FetchFailed(source.url, "internal", error, 0.0)
+        plan = build_plan(
+            source, failed, feed=None, mean_gap=None, keyed=(), existing=(), tombstoned=(),
+            parse_error=None, body_hash=None, now=now, settings=self.settings.schedule,
+            rng=self.rng,
+        )
+        try:
+            await self._in_db(self.repo.apply, plan, now, self.owner)
+        except Exception:
+            log.exception("could not record the failure of %s", source.key)
+
+    # ------------------------------------------------------------------ editions
+
+    def render_editions(self) -> int:
+        """Re-render every edition from recent stories; store the snapshots that changed."""
+        now = self.clock.now()
+        horizon = max((e.max_age_days for e in self.settings.editions), default=7.0)
+        limit = max((e.limit for e in self.settings.editions), default=100) * 20
+        stories = self.repo.recent_stories(now - timedelta(days=horizon), limit)
+        snaps = render_all(
+            self.settings.editions, stories, base_url=self.settings.server.base_url, now=now
+        )
+        changed = []
+        for snap in snaps:
+            old = self.repo.get_snapshot(snap.edition, snap.format)
+            if old is None or old.etag != snap.etag:
+                changed.append(snap)
+        if changed:
+            self.repo.save_snapshots(changed)
+        return len(changed)

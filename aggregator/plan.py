@@ -1,0 +1,180 @@
+"""Decide what one fetch changes (pure): item intents and the source's next poll state.
+
+The runner (``pipeline.py``) gathers the inputs (fetch result, parsed items, what the database
+already holds) and applies the returned ``UpdatePlan`` in one transaction; nothing here does IO.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from aggregator.dedupe.identity import item_keys
+from aggregator.model import (
+    ExistingItem,
+    FetchFailed,
+    FetchResult,
+    Fetched,
+    Item,
+    ItemIntent,
+    ParsedFeed,
+    SourceState,
+    SourceUpdate,
+    UpdatePlan,
+)
+from aggregator.schedule import Hints, hints_from, next_check
+from aggregator.settings import ScheduleSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a fetch ended, reduced to what the source state records."""
+
+    status: str  # ok | not_modified | error | gone
+    error: str | None = None
+
+
+def keyed_items(items: Sequence[Item]) -> list[tuple[str, Item]]:
+    """Pair each item with its identity key, dropping repeats inside the batch.
+
+    The same canonical URL under two GUIDs is one item: the first occurrence wins.
+    """
+    seen_keys: set[str] = set()
+    seen_urls: set[str] = set()
+    out: list[tuple[str, Item]] = []
+    for key, item in zip(item_keys(items), items, strict=True):
+        if key in seen_keys or (item.canonical_url and item.canonical_url in seen_urls):
+            continue
+        seen_keys.add(key)
+        if item.canonical_url:
+            seen_urls.add(item.canonical_url)
+        out.append((key, item))
+    return out
+
+
+def plan_items(
+    keyed: Sequence[tuple[str, Item]],
+    existing: Sequence[ExistingItem],
+    tombstoned: Collection[str],
+) -> tuple[ItemIntent, ...]:
+    """Insert what is new, update what changed (matched by key, else by canonical URL)."""
+    by_key = {e.item_key: e for e in existing}
+    by_url = {e.canonical_url: e for e in existing if e.canonical_url}
+    intents: list[ItemIntent] = []
+    claimed: set[int] = set()
+    for key, item in keyed:
+        if key in tombstoned:
+            continue
+        found = by_key.get(key)
+        if found is None and item.canonical_url:
+            found = by_url.get(item.canonical_url)
+        if found is None:
+            intents.append(ItemIntent("insert", key, item))
+        elif found.id not in claimed and found.content_hash != item.content_hash:
+            intents.append(ItemIntent("update", found.item_key, item, existing_id=found.id))
+        if found is not None:
+            claimed.add(found.id)
+    return tuple(intents)
+
+
+def classify(result: FetchResult, parse_error: str | None, *, unchanged: bool = False) -> Outcome:
+    """Reduce a fetch (and parse) result to the status recorded on the source.
+
+    ``unchanged`` marks a 200 whose body hashes the same as last time: it counts as
+    not-modified (and is never parsed again).
+    """
+    if isinstance(result, FetchFailed):
+        if result.status_code == 410:
+            return Outcome("gone", f"{result.error_class}: {result.message}")
+        return Outcome("error", f"{result.error_class}: {result.message}")
+    if parse_error is not None:
+        return Outcome("error", f"parse: {parse_error}")
+    if isinstance(result, Fetched) and not unchanged:
+        return Outcome("ok")
+    return Outcome("not_modified")
+
+
+def source_update(
+    source: SourceState,
+    result: FetchResult,
+    *,
+    outcome: Outcome,
+    feed: ParsedFeed | None,
+    mean_gap: float | None,
+    body_hash: str | None,
+    now: datetime,
+    settings: ScheduleSettings,
+    rng: random.Random,
+) -> SourceUpdate:
+    """The source's state after this fetch, including when to look again."""
+    failed = outcome.status in ("error", "gone")
+    error_count = source.error_count + 1 if failed else 0
+    hints: Hints = hints_from(
+        result.headers if not isinstance(result, FetchFailed) or result.headers else {},
+        feed,
+        now,
+    )
+    if isinstance(result, FetchFailed) and result.retry_after_seconds is not None:
+        hints = Hints(
+            ttl_minutes=hints.ttl_minutes,
+            skip_hours=hints.skip_hours,
+            skip_days=hints.skip_days,
+            max_age_seconds=hints.max_age_seconds,
+            expires_at=hints.expires_at,
+            retry_after_seconds=result.retry_after_seconds,
+        )
+    mean_gap = mean_gap or source.mean_gap_seconds
+    when = next_check(
+        now,
+        outcome=outcome.status,  # type: ignore[arg-type]
+        settings=settings,
+        fixed_interval=float(source.interval_seconds) if source.interval_seconds else None,
+        mean_gap=mean_gap,
+        error_count=error_count,
+        hints=hints,
+        rng=rng,
+    )
+    fetched = result if isinstance(result, Fetched) else None
+    return SourceUpdate(
+        status=outcome.status,
+        last_error=outcome.error,
+        error_count=error_count,
+        next_check_at=when,
+        last_fetched_at=now,
+        etag=fetched.etag if fetched and not failed else source.etag,
+        last_modified=fetched.last_modified if fetched and not failed else source.last_modified,
+        body_hash=body_hash if outcome.status == "ok" else source.body_hash,
+        last_success_at=now if not failed else source.last_success_at,
+        url=fetched.permanent_url if fetched and fetched.permanent_url else None,
+        site_url=(feed.link if feed is not None and feed.link else source.site_url),
+        enabled=outcome.status != "gone",
+        mean_gap_seconds=mean_gap,
+    )
+
+
+def build_plan(
+    source: SourceState,
+    result: FetchResult,
+    *,
+    feed: ParsedFeed | None,
+    mean_gap: float | None,
+    keyed: Sequence[tuple[str, Item]],
+    existing: Sequence[ExistingItem],
+    tombstoned: Collection[str],
+    parse_error: str | None,
+    body_hash: str | None,
+    now: datetime,
+    settings: ScheduleSettings,
+    rng: random.Random,
+    unchanged: bool = False,
+) -> UpdatePlan:
+    """Everything this fetch changes for ``source``."""
+    outcome = classify(result, parse_error, unchanged=unchanged)
+    update = source_update(
+        source, result, outcome=outcome, feed=feed, mean_gap=mean_gap, body_hash=body_hash, now=now,
+        settings=settings, rng=rng,
+    )
+    intents = plan_items(keyed, existing, tombstoned) if outcome.status == "ok" else ()
+    return UpdatePlan(source_id=source.id, source_update=update, intents=intents)

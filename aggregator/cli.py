@@ -27,7 +27,8 @@ from aggregator.config import default_key, load_settings
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.logsetup import setup_logging
 from aggregator.pipeline import SourceReport, TickReport
-from aggregator.publish import FORMATS, render_all
+from aggregator.publish import render_all
+from aggregator.render import FORMATS
 from aggregator.render.opml import parse_opml, render_opml
 from aggregator.settings import Settings, SourceConfig
 from aggregator.store.db import make_engine, upgrade

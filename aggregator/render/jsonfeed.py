@@ -1,0 +1,87 @@
+"""Render an edition as JSON Feed 1.1, with an ``_aggregator`` extension object per item.
+
+The extension carries what a plain JSON Feed cannot: the story id, when the lead report was
+collected, and every publisher that reported the story. Pure and deterministic.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aggregator.model import EditionEntry, EditionFeed, SourceRef
+from aggregator.render.common import (
+    entry_html,
+    is_http_url,
+    language_tag,
+    plain_summary,
+    rfc3339,
+)
+
+VERSION = "https://jsonfeed.org/version/1.1"
+
+
+def _source(ref: SourceRef) -> dict[str, Any]:
+    """One ``_aggregator.sources`` object."""
+    return {
+        "publisher": ref.publisher,
+        "url": ref.url,
+        "title": ref.title,
+        "published": rfc3339(ref.published) if ref.published else None,
+    }
+
+
+def _item(entry: EditionEntry) -> dict[str, Any]:
+    """One JSON Feed item for ``entry``."""
+    item: dict[str, Any] = {"id": entry.id}
+    if entry.url and is_http_url(entry.url):
+        item["url"] = entry.url
+    item["title"] = entry.title
+    item["content_html"] = entry_html(entry)
+    summary = plain_summary(entry)
+    if summary:
+        item["summary"] = summary
+    item["date_published"] = rfc3339(entry.published)
+    item["date_modified"] = rfc3339(entry.updated)
+    author: dict[str, str] = {"name": entry.author or entry.publisher}
+    if not entry.author and entry.publisher_url and is_http_url(entry.publisher_url):
+        author["url"] = entry.publisher_url
+    item["authors"] = [author]
+    if entry.categories:
+        item["tags"] = list(entry.categories)
+    language = language_tag(entry.language)
+    if language:
+        item["language"] = language
+    item["_aggregator"] = {
+        "story_id": entry.id,
+        "collected_at": rfc3339(entry.collected_at),
+        "publisher": entry.publisher,
+        "publisher_url": entry.publisher_url,
+        "publisher_feed_url": entry.publisher_feed_url,
+        "sources": [_source(ref) for ref in entry.sources],
+    }
+    return item
+
+
+def render_jsonfeed(feed: EditionFeed) -> bytes:
+    """Serialize ``feed`` as a JSON Feed 1.1 document (UTF-8, non-ASCII kept as is)."""
+    document: dict[str, Any] = {
+        "version": VERSION,
+        "title": feed.title,
+        "home_page_url": feed.html_url,
+        "feed_url": feed.feed_url("json"),
+    }
+    if feed.description:
+        document["description"] = feed.description
+    language = language_tag(feed.language)
+    if language:
+        document["language"] = language
+    publisher: dict[str, str] = {"name": feed.title}
+    if is_http_url(feed.base_url):
+        publisher["url"] = feed.base_url
+    document["authors"] = [publisher]
+    document["items"] = [_item(entry) for entry in feed.entries]
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8",
+        "replace",  # a lone surrogate in untrusted text becomes "?", never an error
+    )

@@ -1,0 +1,137 @@
+"""Engines and migrations: how the daemon connects to SQLite or PostgreSQL and upgrades the schema.
+
+SQLite is tuned on every new connection (WAL, foreign keys, busy timeout, synchronous=NORMAL)
+and SQLAlchemy, not the ``sqlite3`` module, emits ``BEGIN``: plain ``BEGIN`` for reads and
+``BEGIN IMMEDIATE`` for connections marked with ``write_options()``, so writers queue on the busy
+timeout instead of failing when a read transaction tries to upgrade. Alembic is configured from
+Python (no ``alembic.ini``): ``script_location`` points at this package's ``migrations`` folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from aggregator.errors import StorageError
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option marking a connection that will write (SQLite then uses BEGIN IMMEDIATE).
+WRITE_OPTION = "aggregator_write"
+# Arbitrary constant key for the PostgreSQL advisory lock that serialises concurrent upgrades.
+_MIGRATION_LOCK_KEY = 0x616767726567  # "aggreg"
+
+
+def masked_url(engine_or_url: Engine | str) -> str:
+    """Return the database URL with any password replaced by ``***`` (safe for logs/errors)."""
+    if isinstance(engine_or_url, Engine):
+        return engine_or_url.url.render_as_string(hide_password=True)
+    try:
+        return make_url(engine_or_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable database URL>"
+
+
+@contextmanager
+def storage_errors(engine: Engine, what: str) -> Iterator[None]:
+    """Map SQLAlchemy/driver exceptions raised inside the block to ``StorageError``."""
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        detail = getattr(exc, "orig", None) or exc
+        first_line = str(detail).strip().splitlines()[0] if str(detail).strip() else repr(detail)
+        raise StorageError(f"{what} failed on {masked_url(engine)}: {first_line}") from exc
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` (``sqlite:///path`` or ``postgresql+psycopg://...``).
+
+    For SQLite files the parent directory is created. Raises ``StorageError`` for a URL that
+    cannot be parsed or whose driver is not installed.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StorageError(f"invalid database URL {masked_url(url)!r}: {exc}") from exc
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if backend == "postgresql":
+        kwargs.update(pool_pre_ping=True, pool_size=5, max_overflow=10, pool_recycle=1800)
+    elif backend == "sqlite":
+        database = parsed.database or ""
+        if database and database != ":memory:" and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+        raise StorageError(f"cannot create engine for {masked_url(url)}: {exc}") from exc
+    if backend == "sqlite":
+        _tune_sqlite(engine)
+    return engine
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    """Install the per-connection PRAGMAs and SQLAlchemy-managed BEGIN for SQLite."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves (see _on_begin)
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(WRITE_OPTION, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def write_options() -> dict[str, Any]:
+    """Execution options for a connection that will write (``conn.execution_options(**...)``)."""
+    return {WRITE_OPTION: True}
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """Build the Alembic configuration in code; ``connection`` is handed to ``env.py``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine) -> None:
+    """Apply every pending migration (``alembic upgrade head``) in one transaction.
+
+    On PostgreSQL an advisory transaction lock makes replicas that start together upgrade one
+    after the other; on SQLite ``BEGIN IMMEDIATE`` does the same.
+    """
+    with storage_errors(engine, "schema upgrade"), engine.connect() as conn:
+        conn.execution_options(**write_options())
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_KEY})
+            command.upgrade(alembic_config(conn), "head")
+
+
+def schema_is_current(engine: Engine) -> bool:
+    """True when the database is at the newest migration (False when empty or behind)."""
+    heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    with storage_errors(engine, "schema check"), engine.connect() as conn:
+        current = set(MigrationContext.configure(conn).get_current_heads())
+    return current == heads

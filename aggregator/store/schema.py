@@ -1,0 +1,171 @@
+"""The database schema as SQLAlchemy Core tables: the one place that names tables and columns.
+
+Alembic migrations (``migrations/versions``) must produce exactly this metadata; a test runs an
+autogenerate comparison against it on SQLite and PostgreSQL. Every timestamp column is
+``UTCDateTime`` so values leave the store as aware UTC whatever the backend returns.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; BIGINT there would need AUTOINCREMENT games.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that binds and returns aware UTC datetimes.
+
+    SQLite stores datetimes as text without an offset (and ignores ``tzinfo`` when binding), so
+    values are converted to UTC before binding and marked UTC when read back; PostgreSQL returns
+    aware values in the session time zone, which are converted to UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Normalise to UTC (naive values are taken to be UTC already)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        """Return an aware UTC datetime."""
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("key", String(200), nullable=False, unique=True),
+    Column("url", Text, nullable=False, unique=True),
+    Column("name", Text, nullable=False),
+    Column("language", String(35)),
+    Column("weight", Float, nullable=False, default=1.0),
+    Column("tags", JSON, nullable=False),
+    Column("interval_seconds", Integer),
+    Column("enabled", Boolean, nullable=False, default=True),
+    Column("origin", String(16), nullable=False),  # config | api
+    Column("site_url", Text),
+    Column("status", String(32), nullable=False, default="new"),
+    Column("last_error", Text),
+    Column("error_count", Integer, nullable=False, default=0),
+    Column("etag", Text),
+    Column("last_modified", Text),
+    Column("body_hash", String(128)),
+    Column("last_fetched_at", UTCDateTime),
+    Column("last_success_at", UTCDateTime),
+    Column("next_check_at", UTCDateTime),
+    Column("mean_gap_seconds", Float),
+    Column("lease_owner", String(200)),
+    Column("lease_until", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_sources_next_check_at", "next_check_at"),
+)
+
+stories = Table(
+    "stories",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("public_id", String(100), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("merged_into", Id, ForeignKey("stories.id", ondelete="SET NULL")),
+    # Room for story matching (shingle signatures, MinHash/SimHash, centroid title): unused yet.
+    Column("signals", JSON),
+    Index("ix_stories_public_id", "public_id", unique=True),
+    Index("ix_stories_updated_at", "updated_at"),
+    Index("ix_stories_merged_into", "merged_into"),
+)
+
+items = Table(
+    "items",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("source_id", Id, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("story_id", Id, ForeignKey("stories.id"), nullable=False),
+    Column("item_key", Text, nullable=False),
+    Column("guid", Text),
+    Column("url", Text),
+    Column("canonical_url", Text),
+    Column("external_url", Text),
+    Column("title", Text, nullable=False),
+    Column("summary_html", Text, nullable=False),
+    Column("content_html", Text, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("author", Text),
+    Column("categories", JSON, nullable=False),
+    Column("language", String(35)),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime),
+    Column("content_hash", String(128), nullable=False),
+    Column("collected_at", UTCDateTime, nullable=False),
+    # Per-item matching signature for near-duplicate story matching later (nullable, unused).
+    Column("fingerprint", String(128)),
+    Index("ix_items_source_id_item_key", "source_id", "item_key", unique=True),
+    Index("ix_items_canonical_url", "canonical_url"),
+    Index("ix_items_external_url", "external_url"),
+    Index("ix_items_story_id", "story_id"),
+    Index("ix_items_collected_at", "collected_at"),
+)
+
+tombstones = Table(
+    "tombstones",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("source_id", Id, ForeignKey("sources.id", ondelete="CASCADE"), nullable=False),
+    Column("item_key", Text, nullable=False),
+    Column("canonical_url", Text),
+    Column("cutoff_at", UTCDateTime, nullable=False),  # the retention cutoff that purged it
+    Index("ix_tombstones_source_id_item_key", "source_id", "item_key", unique=True),
+)
+
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("edition", String(200), primary_key=True),
+    Column("format", String(16), primary_key=True),
+    Column("body", LargeBinary, nullable=False),
+    Column("etag", String(200), nullable=False),
+    Column("content_type", String(200), nullable=False),
+    Column("generated_at", UTCDateTime, nullable=False),
+)

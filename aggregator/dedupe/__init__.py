@@ -1,0 +1,6 @@
+"""Pure de-duplication: item identity and same-story matching across publishers.
+
+Story matching lives in :mod:`.text` (normalization, shingles), :mod:`.aliases` (entity names
+across languages), :mod:`.minhash` (signatures and LSH band keys for the candidate index) and
+:mod:`.stories` (the pair decision and its explanation).
+"""

@@ -1,0 +1,106 @@
+"""The sanitizer keeps readable HTML and removes everything that can run or phone home."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from aggregator.sanitize import html_to_text, sanitize_html, strip_markup
+
+DANGER = re.compile(r"<script|<style|<iframe|<object|<embed|<form|\son\w+\s*=|javascript:", re.I)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<script>alert(1)</script>",
+        '<img src="x.png" onerror="alert(1)">',
+        '<a href="javascript:alert(1)">x</a>',
+        '<a href="JaVaScRiPt:alert(1)">x</a>',
+        '<a href="jav&#x09;ascript:alert(1)">x</a>',
+        '<a href=" javascript:alert(1)">x</a>',
+        '<iframe src="https://evil.example/"></iframe>',
+        '<object data="x.swf"></object><embed src="x.swf">',
+        "<style>body{display:none}</style>",
+        '<div style="background:url(javascript:alert(1))">x</div>',
+        '<form action="https://evil.example/"><input name="p"></form>',
+        "<svg><script>alert(1)</script></svg>",
+        '<body onload="alert(1)">x</body>',
+        '<a href="vbscript:msgbox(1)">x</a>',
+    ],
+)
+def test_hostile_markup_is_neutralized(hostile: str) -> None:
+    cleaned = sanitize_html(f"<p>ok {hostile} end</p>", "https://site.example/post")
+    assert not DANGER.search(cleaned), cleaned
+    assert "vbscript:" not in cleaned
+    assert "ok" in cleaned and "end" in cleaned
+
+
+def test_data_urls_are_dropped_even_for_images() -> None:
+    cleaned = sanitize_html('<img src="data:image/png;base64,AAAA" alt="a">')
+    assert "data:" not in cleaned
+    assert 'alt="a"' in cleaned
+
+
+def test_links_get_rel_and_relative_urls_resolve() -> None:
+    cleaned = sanitize_html(
+        '<a href="../b.html" target="_blank">b</a><img src="/i.png"><a href="#n">n</a>',
+        "https://site.example/x/post.html",
+    )
+    assert '<a href="https://site.example/b.html" rel="noopener noreferrer">b</a>' in cleaned
+    assert '<img src="https://site.example/i.png">' in cleaned
+    assert 'href="https://site.example/x/post.html#n"' in cleaned
+    assert "target=" not in cleaned
+
+
+def test_relative_urls_without_a_base_are_dropped() -> None:
+    cleaned = sanitize_html('<a href="/rel">r</a><img src="https://abs.example/i.png">')
+    assert "/rel" not in cleaned
+    assert 'src="https://abs.example/i.png"' in cleaned
+    # a base that is not absolute http(s) counts as no base
+    assert "href" not in sanitize_html('<a href="/rel">r</a>', "mailto:x@y.z")
+
+
+def test_acceptable_markup_survives() -> None:
+    source = (
+        "<h2>T</h2><p><b>b</b> <em>e</em> <code>c</code></p><ul><li>1</li></ul>"
+        '<blockquote cite="https://q.example/">q</blockquote><table><tr><td colspan="2">x</td>'
+        '</tr></table><img src="https://i.example/a.png" alt="a" width="10" height="20" title="t">'
+    )
+    cleaned = sanitize_html(source, "https://site.example/")
+    for fragment in (
+        "<h2>T</h2>",
+        "<b>b</b>",
+        "<em>e</em>",
+        "<code>c</code>",
+        "<li>1</li>",
+        'colspan="2"',
+        'alt="a"',
+        'width="10"',
+        'title="t"',
+        "<blockquote",
+    ):
+        assert fragment in cleaned, fragment
+
+
+def test_plain_text_is_escaped() -> None:
+    assert sanitize_html("a < b & c") == "a &lt; b &amp; c"
+    assert sanitize_html("") == ""
+
+
+def test_html_to_text() -> None:
+    assert (
+        html_to_text("<p>Hello&nbsp;<b>world</b></p><p>next</p>") == "Hello world next"
+    )  # nbsp collapses too
+    assert html_to_text("<script>var x = 1;</script><style>p{}</style>visible") == "visible"
+    assert html_to_text("AT&amp;T &lt;tag&gt; &#20013;&#25991;") == "AT&T <tag> 中文"
+    assert html_to_text("  many\n\n  spaces\t here ") == "many spaces here"
+    assert html_to_text("line<br>break<li>item</li>") == "line break item"
+    assert html_to_text("") == ""
+
+
+def test_strip_markup_only_touches_tag_shaped_text() -> None:
+    assert strip_markup("Click <img src=x onerror=alert(1)> me") == "Click me"
+    assert strip_markup("x < y and y > z") == "x < y and y > z"
+    assert strip_markup("</script>gone") == "gone"

@@ -1,14 +1,11 @@
-"""Composition root: settings -> engine, repository, fetcher, pipeline, scheduler, web server.
+"""Composition root: settings -> engine, repository, fetcher, parse pool, pipeline.
 
-Nothing is built at import time. ``open_pipeline`` is shared by every command that polls;
-``serve`` runs scheduler and HTTP server in one process and shuts down cleanly on SIGTERM:
-the server stops accepting, the tick in flight finishes (its leases are released by ``apply``),
-then the process exits.
+Nothing is built at import time. ``open_pipeline`` is shared by every command that polls and by
+the daemon (``daemon.py``, which adds the scheduler and the web server).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import os
@@ -16,20 +13,17 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import asynccontextmanager, suppress
-from datetime import UTC, datetime
+from contextlib import asynccontextmanager
 
-import uvicorn
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy.engine import Engine
 
 from aggregator.clock import Clock, SystemClock
 from aggregator.fetch import Fetcher
+from aggregator.metrics import Metrics
 from aggregator.pipeline import Pipeline
 from aggregator.settings import Settings
-from aggregator.store.db import make_engine, schema_is_current, upgrade
+from aggregator.store.db import make_engine, upgrade
 from aggregator.store.repo import Repository
-from aggregator.web import create_app
 
 log = logging.getLogger("aggregator.app")
 SHUTDOWN_GRACE_SECONDS = 8.0
@@ -58,20 +52,28 @@ def parse_workers(settings: Settings) -> int:
 
 @asynccontextmanager
 async def open_pipeline(
-    settings: Settings, *, clock: Clock | None = None, workers: int | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    workers: int | None = None,
+    metrics: Metrics | None = None,
 ) -> AsyncIterator[Pipeline]:
     """A ready pipeline with config sources synced into the database; cleans up on exit."""
     clock = clock or SystemClock()
     engine, repo = open_repository(settings)
     repo.sync_sources(settings.sources, clock.now())
     n = parse_workers(settings) if workers is None else workers
-    executor = (
-        ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) if n else None
-    )
+    executor = _parse_pool(n) if n else None
     try:
         async with Fetcher(settings.fetch) as fetcher:
             pipeline = Pipeline(
-                settings, repo, fetcher, clock=clock, owner=owner_id(), parse_executor=executor
+                settings,
+                repo,
+                fetcher,
+                clock=clock,
+                owner=owner_id(),
+                parse_executor=executor,
+                metrics=metrics,
             )
             try:
                 yield pipeline
@@ -83,89 +85,16 @@ async def open_pipeline(
         engine.dispose()
 
 
-class Runner:
-    """APScheduler driving ``Pipeline.tick``; remembers the tick in flight for shutdown."""
+def _parse_pool(workers: int) -> ProcessPoolExecutor:
+    """A warmed-up pool of parse processes.
 
-    def __init__(self, pipeline: Pipeline, tick_seconds: float) -> None:
-        self.pipeline = pipeline
-        self.scheduler = AsyncIOScheduler(timezone="UTC")
-        self.scheduler.add_job(
-            self._tick,
-            "interval",
-            seconds=tick_seconds,
-            id="tick",
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=None,
-            next_run_time=datetime.now(UTC),  # first tick at start, not one interval later
-        )
-        self._current: asyncio.Task[None] | None = None
-
-    @property
-    def running(self) -> bool:
-        return bool(self.scheduler.running)
-
-    async def _tick(self) -> None:
-        self._current = asyncio.current_task()  # type: ignore[assignment]
-        try:
-            report = await self.pipeline.tick()
-            if report.sources:
-                log.info(
-                    "tick done",
-                    extra={
-                        "sources": len(report.sources),
-                        "failed": report.failed,
-                        "new": report.new,
-                        "updated": report.updated,
-                        "rendered": report.rendered,
-                    },
-                )
-        except Exception:  # a tick that fails is logged; the next one runs as usual
-            log.exception("tick failed")
-        finally:
-            self._current = None
-
-    def start(self) -> None:
-        self.scheduler.start()
-
-    async def stop(self, grace: float = SHUTDOWN_GRACE_SECONDS) -> None:
-        """Stop scheduling and let the tick in flight finish (bounded by ``grace``)."""
-        if self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
-        task = self._current
-        if task is not None and not task.done():
-            with suppress(TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(task), timeout=grace)
-
-
-async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
-    """``aggregator run``: scheduler + HTTP server in one process until SIGTERM/SIGINT."""
-    async with open_pipeline(settings) as pipeline:
-        runner = Runner(pipeline, settings.schedule.tick_seconds)
-        engine = pipeline.repo.engine
-
-        def readiness() -> dict[str, bool]:
-            return {"migrations": schema_is_current(engine), "scheduler": runner.running}
-
-        app = create_app(settings, pipeline.repo, readiness=readiness)
-        config = uvicorn.Config(
-            app,
-            host=host or settings.server.host,
-            port=port or settings.server.port,
-            log_config=None,
-            access_log=False,
-            lifespan="off",
-            proxy_headers=True,
-        )
-        server = uvicorn.Server(config)
-        runner.start()
-        log.info(
-            "serving",
-            extra={"host": config.host, "port": config.port, "sources": len(settings.sources)},
-        )
-        try:
-            await server.serve()
-        finally:
-            log.info("shutting down: finishing the tick in flight")
-            await runner.stop()
-            log.info("stopped")
+    forkserver (not fork: this process has threads) with the parse modules preloaded, so each
+    worker starts as a cheap fork of an interpreter that already imported feedparser and nh3;
+    the warm-up makes that happen now rather than inside the first tick.
+    """
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["aggregator.ingest"])
+    pool = ProcessPoolExecutor(workers, mp_context=ctx)
+    for future in [pool.submit(os.getpid) for _ in range(workers)]:
+        future.result()
+    return pool

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from aggregator import __version__
-from aggregator.app import open_pipeline, open_repository, serve
+from aggregator.app import open_pipeline, open_repository
 from aggregator.clock import SystemClock
 from aggregator.config import default_key, load_settings
 from aggregator.errors import AggregatorError, ConfigError
@@ -97,6 +97,9 @@ def run(
     port: Annotated[int | None, typer.Option(help="Port (default from config).")] = None,
 ) -> None:
     """Run the daemon: scheduler and HTTP server in one process (migrates on start)."""
+    # imported here so one-shot commands do not pay for loading the web stack
+    from aggregator.daemon import serve
+
     try:
         settings = _settings(config)
         asyncio.run(serve(settings, host=host, port=port))

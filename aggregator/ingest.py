@@ -49,7 +49,9 @@ def ingest(
     for entry in feed.entries:
         try:
             items.append(
-                normalize_entry(entry, feed, feed_url=url, default_language=default_language)
+                normalize_entry(
+                    entry, feed, feed_url=url, default_language=default_language, now=now
+                )
             )
         except Exception:  # one bad entry must not lose the others
             skipped += 1

@@ -73,5 +73,12 @@ def setup_logging(fmt: str = "auto", level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "aiohttp"):
+    for noisy in (
+        "httpx",
+        "httpcore",
+        "apscheduler.executors.default",
+        "apscheduler.scheduler",
+        "aiohttp",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)

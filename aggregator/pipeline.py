@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from aggregator.clock import Clock
 from aggregator.fetch import Fetcher
 from aggregator.ingest import Ingested, ingest
+from aggregator.metrics import Metrics
 from aggregator.model import Fetched, FetchFailed, FetchResult, SourceState, UpdatePlan
 from aggregator.plan import build_plan, keyed_items
 from aggregator.publish import render_all
@@ -83,7 +84,7 @@ class Pipeline:
         owner: str,
         rng: random.Random | None = None,
         parse_executor: Executor | None = None,
-        observer: Callable[[SourceReport, FetchResult | None], None] | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.repo = repo
@@ -92,7 +93,7 @@ class Pipeline:
         self.owner = owner
         self.rng = rng or random.Random()
         self.parse_executor = parse_executor
-        self.observer = observer
+        self.metrics = metrics
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-db")
 
     def close(self) -> None:
@@ -150,6 +151,8 @@ class Pipeline:
         await asyncio.gather(*(one(s) for s in sources))
         if report.new or report.updated or not await self._in_db(self.repo.list_snapshot_editions):
             report.rendered = await self._in_db(self.render_editions)
+        if self.metrics is not None:
+            await self._in_db(self.refresh_gauges)
         return report
 
     # ------------------------------------------------------------------ one source
@@ -194,9 +197,41 @@ class Pipeline:
                 "duration_ms": round(rep.elapsed * 1000, 1),
             },
         )
-        if self.observer is not None:
-            self.observer(rep, result)
+        if self.metrics is not None:
+            self._count(rep, result)
         return rep
+
+    def _count(self, rep: SourceReport, result: FetchResult | None) -> None:
+        """Update fetch and item metrics for one processed source."""
+        assert self.metrics is not None
+        if isinstance(result, Fetched):
+            outcome = "200"
+        elif isinstance(result, FetchFailed):
+            outcome = result.error_class
+        elif result is None:
+            outcome = "internal"
+        else:
+            outcome = "304"
+        self.metrics.fetches.labels(outcome=outcome).inc()
+        if result is not None:
+            self.metrics.fetch_seconds.observe(result.elapsed)
+        if rep.new:
+            self.metrics.items.labels(kind="new").inc(rep.new)
+        if rep.updated:
+            self.metrics.items.labels(kind="updated").inc(rep.updated)
+
+    def refresh_gauges(self) -> None:
+        """Sources by status and the next-due lag, read from the database."""
+        if self.metrics is None:
+            return
+        counts: dict[str, int] = {}
+        for src in self.repo.list_sources():
+            status = src.status if src.enabled else "disabled"
+            counts[status] = counts.get(status, 0) + 1
+        self.metrics.sources.clear()
+        for status, n in counts.items():
+            self.metrics.sources.labels(status=status).set(n)
+        self.metrics.next_due_lag_seconds.set(self.repo.overdue_seconds(self.clock.now()))
 
     async def _plan(self, source: SourceState, result: FetchResult) -> UpdatePlan:
         now = self.clock.now()
@@ -271,4 +306,7 @@ class Pipeline:
                 changed.append(snap)
         if changed:
             self.repo.save_snapshots(changed)
+        if self.metrics is not None:
+            for snap in changed:
+                self.metrics.export_renders.labels(edition=snap.edition, format=snap.format).inc()
         return len(changed)

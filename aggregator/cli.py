@@ -49,8 +49,12 @@ err = Console(stderr=True)
 
 ConfigOpt = Annotated[
     str | None,
-    typer.Option("--config", "-c", help="Config file (default: $AGGREGATOR_CONFIG or "
-                 "config/aggregator.toml).", show_default=False),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Config file (default: $AGGREGATOR_CONFIG or config/aggregator.toml).",
+        show_default=False,
+    ),
 ]
 _state: dict[str, str | None] = {"config": None}
 
@@ -119,8 +123,12 @@ def poll(config: ConfigOpt = None) -> None:
     for col in ("sources", "ok", "failed", "items new", "items updated", "snapshots"):
         table.add_column(col, justify="right")
     table.add_row(
-        str(len(report.sources)), str(report.ok), str(report.failed), str(report.new),
-        str(report.updated), str(report.rendered),
+        str(len(report.sources)),
+        str(report.ok),
+        str(report.failed),
+        str(report.new),
+        str(report.updated),
+        str(report.rendered),
     )
     out.print(table)
     failures = [s for s in report.sources if s.status not in ("ok", "not_modified")]
@@ -140,8 +148,13 @@ async def _poll(settings: Settings) -> TickReport:
         if not sys.stderr.isatty():
             return await pipeline.poll_all()
         with Progress(
-            TextColumn("polling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            TextColumn("{task.description}"), console=err, transient=True,
+            TextColumn("polling"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.description}"),
+            console=err,
+            transient=True,
         ) as progress:
             task = progress.add_task("", total=total)
 
@@ -155,8 +168,9 @@ async def _poll(settings: Settings) -> TickReport:
 def export(
     edition: Annotated[str, typer.Argument(help="Edition name from the config.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="rss, atom or json.")] = "rss",
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")]
-    = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Render one edition from the database now and write it out."""
@@ -167,12 +181,15 @@ def export(
         eds = [e for e in settings.editions if e.name == edition]
         if not eds:
             names = ", ".join(e.name for e in settings.editions)
-            raise ConfigError(f"{settings.config_path}: no edition named {edition!r} (have {names})")
+            raise ConfigError(
+                f"{settings.config_path}: no edition named {edition!r} (have {names})"
+            )
         engine, repo = open_repository(settings)
         try:
             now = SystemClock().now()
-            stories = repo.recent_stories(now - timedelta(days=eds[0].max_age_days),
-                                          eds[0].limit * 20)
+            stories = repo.recent_stories(
+                now - timedelta(days=eds[0].max_age_days), eds[0].limit * 20
+            )
         finally:
             engine.dispose()
         snaps = render_all(eds, stories, base_url=settings.server.base_url, now=now)
@@ -208,7 +225,10 @@ def sources_list(config: ConfigOpt = None) -> None:
         table.add_column(col, overflow="fold")
     for s in rows:
         table.add_row(
-            s.key, s.name, s.status if s.enabled else f"{s.status} (disabled)", str(s.error_count),
+            s.key,
+            s.name,
+            s.status if s.enabled else f"{s.status} (disabled)",
+            str(s.error_count),
             s.last_error or "",
             s.last_fetched_at.strftime("%Y-%m-%d %H:%M:%S") if s.last_fetched_at else "-",
             s.next_check_at.strftime("%Y-%m-%d %H:%M:%S") if s.next_check_at else "-",
@@ -229,8 +249,9 @@ def sources_add(
     """Add a source to the database (config sources are managed in the config file)."""
     try:
         settings = _settings(config)
-        cfg = _source_config(url, name=name, key=key, language=language, weight=weight,
-                             tags=tuple(tag or ()))
+        cfg = _source_config(
+            url, name=name, key=key, language=language, weight=weight, tags=tuple(tag or ())
+        )
         engine, repo = open_repository(settings)
         try:
             state = repo.add_source(cfg, SystemClock().now())
@@ -241,16 +262,22 @@ def sources_add(
     out.print(f"added {state.key}: {state.url}")
 
 
-def _source_config(url: str, *, name: str | None, key: str | None, language: str | None,
-                   weight: float, tags: tuple[str, ...]) -> SourceConfig:
+def _source_config(
+    url: str,
+    *,
+    name: str | None,
+    key: str | None,
+    language: str | None,
+    weight: float,
+    tags: tuple[str, ...],
+) -> SourceConfig:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"url: must be an http(s) URL, got {url!r}")
     if weight <= 0:
         raise ConfigError(f"--weight: must be positive, got {weight}")
     k = key or default_key(url)
-    return SourceConfig(key=k, url=url, name=name or k, language=language, weight=weight,
-                        tags=tags)
+    return SourceConfig(key=k, url=url, name=name or k, language=language, weight=weight, tags=tags)
 
 
 @sources_app.command("remove")
@@ -296,8 +323,14 @@ def sources_import_opml(
                 key, n = default_key(o.url), 2
                 while key in known_keys:
                     key, n = f"{default_key(o.url)}-{n}", n + 1
-                cfg = _source_config(o.url, name=o.title, key=key, language=None, weight=1.0,
-                                     tags=(o.category,) if o.category else ())
+                cfg = _source_config(
+                    o.url,
+                    name=o.title,
+                    key=key,
+                    language=None,
+                    weight=1.0,
+                    tags=(o.category,) if o.category else (),
+                )
                 repo.add_source(cfg, now)
                 known_urls.add(o.url)
                 known_keys.add(key)
@@ -311,8 +344,9 @@ def sources_import_opml(
 
 @sources_app.command("export-opml")
 def sources_export_opml(
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")]
-    = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write every source as OPML."""

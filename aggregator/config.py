@@ -43,9 +43,16 @@ _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 # Unknown keys are errors, not silently ignored: a typo must not turn a setting off.
-for _cls in (Settings, ServerSettings, FetchSettings, ScheduleSettings, SourceConfig, Rule,
-             EditionConfig):
-    _cls.__pydantic_config__ = ConfigDict(extra="forbid")  # type: ignore[attr-defined]
+for _cls in (
+    Settings,
+    ServerSettings,
+    FetchSettings,
+    ScheduleSettings,
+    SourceConfig,
+    Rule,
+    EditionConfig,
+):
+    setattr(_cls, "__pydantic_config__", ConfigDict(extra="forbid"))  # noqa: B010
 _ADAPTER = TypeAdapter(Settings)
 
 

@@ -53,7 +53,7 @@ class Runner:
         return bool(self.scheduler.running)
 
     async def _tick(self) -> None:
-        self._current = asyncio.current_task()  # type: ignore[assignment]
+        self._current = asyncio.current_task()
         try:
             report = await self.pipeline.tick()
             if report.sources:

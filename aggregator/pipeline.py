@@ -118,9 +118,7 @@ class Pipeline:
         )
         return await self.run(due)
 
-    async def poll_all(
-        self, on_done: Callable[[SourceReport], None] | None = None
-    ) -> TickReport:
+    async def poll_all(self, on_done: Callable[[SourceReport], None] | None = None) -> TickReport:
         """Poll every enabled source once, whether due or not (``aggregator poll``)."""
         sched = self.settings.schedule
         claimed: list[SourceState] = []
@@ -180,7 +178,10 @@ class Pipeline:
         except Exception as exc:  # the runner's last line of defence: record, never propagate
             log.exception("source %s failed unexpectedly", source.key)
             rep = SourceReport(
-                source.key, source.url, "error", error=f"internal: {exc!r}"[:500],
+                source.key,
+                source.url,
+                "error",
+                error=f"internal: {exc!r}"[:500],
                 elapsed=time.perf_counter() - started,
             )
             await self._record_crash(source, rep.error or "internal error")
@@ -238,14 +239,30 @@ class Pipeline:
         common = {"now": now, "settings": self.settings.schedule, "rng": self.rng}
         if not isinstance(result, Fetched):
             return build_plan(
-                source, result, feed=None, mean_gap=None, keyed=(), existing=(), tombstoned=(),
-                parse_error=None, body_hash=None, **common,  # type: ignore[arg-type]
+                source,
+                result,
+                feed=None,
+                mean_gap=None,
+                keyed=(),
+                existing=(),
+                tombstoned=(),
+                parse_error=None,
+                body_hash=None,
+                **common,  # type: ignore[arg-type]
             )
         body_hash = hashlib.sha256(result.body).hexdigest()
         if body_hash == source.body_hash and source.status in ("ok", "not_modified"):
             return build_plan(
-                source, result, feed=None, mean_gap=None, keyed=(), existing=(), tombstoned=(),
-                parse_error=None, body_hash=body_hash, unchanged=True,
+                source,
+                result,
+                feed=None,
+                mean_gap=None,
+                keyed=(),
+                existing=(),
+                tombstoned=(),
+                parse_error=None,
+                body_hash=body_hash,
+                unchanged=True,
                 **common,  # type: ignore[arg-type]
             )
         ingested = await self._ingest(result, source, now)
@@ -255,9 +272,16 @@ class Pipeline:
         existing = await self._in_db(self.repo.existing_items, source.id, keys, urls)
         tombstoned = await self._in_db(self.repo.tombstoned, source.id, keys)
         return build_plan(
-            source, result, feed=ingested.feed, mean_gap=ingested.mean_gap, keyed=keyed,
-            existing=existing, tombstoned=tombstoned, parse_error=ingested.error,
-            body_hash=body_hash, **common,  # type: ignore[arg-type]
+            source,
+            result,
+            feed=ingested.feed,
+            mean_gap=ingested.mean_gap,
+            keyed=keyed,
+            existing=existing,
+            tombstoned=tombstoned,
+            parse_error=ingested.error,
+            body_hash=body_hash,
+            **common,  # type: ignore[arg-type]
         )
 
     async def _ingest(self, result: Fetched, source: SourceState, now: datetime) -> Ingested:
@@ -279,8 +303,17 @@ class Pipeline:
         now = self.clock.now()
         failed = FetchFailed(source.url, "internal", error, 0.0)
         plan = build_plan(
-            source, failed, feed=None, mean_gap=None, keyed=(), existing=(), tombstoned=(),
-            parse_error=None, body_hash=None, now=now, settings=self.settings.schedule,
+            source,
+            failed,
+            feed=None,
+            mean_gap=None,
+            keyed=(),
+            existing=(),
+            tombstoned=(),
+            parse_error=None,
+            body_hash=None,
+            now=now,
+            settings=self.settings.schedule,
             rng=self.rng,
         )
         try:

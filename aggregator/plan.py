@@ -14,9 +14,9 @@ from datetime import datetime
 from aggregator.dedupe.identity import item_keys
 from aggregator.model import (
     ExistingItem,
+    Fetched,
     FetchFailed,
     FetchResult,
-    Fetched,
     Item,
     ItemIntent,
     ParsedFeed,
@@ -173,8 +173,15 @@ def build_plan(
     """Everything this fetch changes for ``source``."""
     outcome = classify(result, parse_error, unchanged=unchanged)
     update = source_update(
-        source, result, outcome=outcome, feed=feed, mean_gap=mean_gap, body_hash=body_hash, now=now,
-        settings=settings, rng=rng,
+        source,
+        result,
+        outcome=outcome,
+        feed=feed,
+        mean_gap=mean_gap,
+        body_hash=body_hash,
+        now=now,
+        settings=settings,
+        rng=rng,
     )
     intents = plan_items(keyed, existing, tombstoned) if outcome.status == "ok" else ()
     return UpdatePlan(source_id=source.id, source_update=update, intents=intents)

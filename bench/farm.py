@@ -20,14 +20,14 @@ from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-ZH_WORDS = (
-    "人工智能 大模型 芯片 发布 手机 华为 小米 腾讯 阿里巴巴 英伟达 数据中心 开源 "
-    "操作系统 新能源 汽车 电池 屏幕 相机 处理器 网络 安全 漏洞 更新 系统 价格 市场"
-).split()
-EN_WORDS = (
-    "model chip launch phone cloud data center open source kernel release security "
-    "update battery display camera processor network market price startup funding"
-).split()
+ZH_WORDS = tuple(
+    "人工智能 大模型 芯片 发布 手机 华为 小米 腾讯 阿里巴巴 英伟达 数据中心 开源 "  # noqa: SIM905
+    "操作系统 新能源 汽车 电池 屏幕 相机 处理器 网络 安全 漏洞 更新 系统 价格 市场".split()
+)
+EN_WORDS = tuple(
+    "model chip launch phone cloud data center open source kernel release security "  # noqa: SIM905
+    "update battery display camera processor network market price startup funding".split()
+)
 BASE = datetime(2026, 11, 28, tzinfo=UTC)
 
 
@@ -127,8 +127,11 @@ def make_app(feeds: list[Feed]) -> web.Application:
         ctype = "application/rss+xml" if f.kind == "rss" else "application/atom+xml"
         return web.Response(
             body=f.body,
-            headers={"ETag": f.etag, "Last-Modified": f.last_modified,
-                     "Content-Type": f"{ctype}; charset=utf-8"},
+            headers={
+                "ETag": f.etag,
+                "Last-Modified": f.last_modified,
+                "Content-Type": f"{ctype}; charset=utf-8",
+            },
         )
 
     async def tick(request: web.Request) -> web.Response:
@@ -157,8 +160,7 @@ def main() -> None:
     feeds = build(args.feeds)
     size = sum(len(f.body) for f in feeds)
     print(f"farm: {len(feeds)} feeds, {size / 1e6:.1f} MB on 127.0.0.1:{args.port}", flush=True)
-    web.run_app(make_app(feeds), host="127.0.0.1", port=args.port, print=None,
-                access_log=None)
+    web.run_app(make_app(feeds), host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":

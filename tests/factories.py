@@ -64,6 +64,9 @@ def make_stored(id: int, **kw: Any) -> StoredItem:
 def make_story(id: int, *items: StoredItem) -> StoryRecord:
     """A story holding ``items``."""
     return StoryRecord(
-        id=id, public_id=f"urn:uuid:{id:08d}-0000-5000-8000-000000000000", created_at=T0,
-        updated_at=T0, items=tuple(items),
+        id=id,
+        public_id=f"urn:uuid:{id:08d}-0000-5000-8000-000000000000",
+        created_at=T0,
+        updated_at=T0,
+        items=tuple(items),
     )

@@ -71,7 +71,7 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ('[server]\nprot = 1\n', r"server\.prot: Unexpected keyword"),
+        ("[server]\nprot = 1\n", r"server\.prot: Unexpected keyword"),
         ('[[sources]]\nurl = "ftp://x/y"\n', r"sources\[1\]\.url: must be an http\(s\) URL"),
         ('[[sources]]\nurl = "https://example.com/feed.xml"\n', r"sources\[1\]\.url: duplicate"),
         ('[[sources]]\nurl = "https://b.com/f"\nweight = "heavy"\n', r"sources\[1\]\.weight"),
@@ -94,8 +94,12 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
 def test_bad_config_lines_name_file_key_and_problem(
     tmp_path: Path, extra: str, message: str
 ) -> None:
-    path = write(tmp_path, extra + MINIMAL if extra.startswith("[server]") or
-                 extra.startswith("database") else MINIMAL + extra)
+    path = write(
+        tmp_path,
+        extra + MINIMAL
+        if extra.startswith("[server]") or extra.startswith("database")
+        else MINIMAL + extra,
+    )
     with pytest.raises(ConfigError, match=message) as info:
         load_settings(path, env={})
     assert str(info.value).startswith(path)

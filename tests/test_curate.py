@@ -83,7 +83,11 @@ def test_age_limit_and_item_limit() -> None:
 
 
 def test_story_with_missing_publication_date_uses_collection_time() -> None:
-    s = make_story(1, make_stored(1, title="AI undated", published_at=None,
-                                  collected_at=T0 - timedelta(minutes=3)))
+    s = make_story(
+        1,
+        make_stored(
+            1, title="AI undated", published_at=None, collected_at=T0 - timedelta(minutes=3)
+        ),
+    )
     feed = build_edition(AI, [s], base_url="http://h", now=T0)
     assert feed.entries[0].published == T0 - timedelta(minutes=3)

@@ -159,9 +159,7 @@ def test_poll_store_export_and_trace(world: tuple[FeedServer, Path, bool], db_ur
     second = cli(config, "poll")
     statuses = server.statuses()
     assert statuses and all(s == 304 for s in statuses), statuses
-    assert all(
-        "if-none-match" in r.headers or "if-modified-since" in r.headers for r in server.log
-    )
+    assert all("if-none-match" in r.headers or "if-modified-since" in r.headers for r in server.log)
     assert stored_counts(db_url) == expected
     assert "failed sources" not in second.stdout
 
@@ -172,7 +170,7 @@ def test_poll_store_export_and_trace(world: tuple[FeedServer, Path, bool], db_ur
 
     # trace every exported item back to its publisher's feed
     links_by_publisher: dict[str, set[str]] = {}
-    for key, name, file, _l, _w in OWN:
+    for _key, name, file, _l, _w in OWN:
         parsed = feedparser.parse(server.url("/own/" + file)) if file.endswith(".xml") else None
         if parsed is not None:
             links_by_publisher[name] = {e.link for e in parsed.entries}
@@ -189,7 +187,10 @@ def test_poll_store_export_and_trace(world: tuple[FeedServer, Path, bool], db_ur
     assert len(deepseek) == 1
     sources = deepseek[0]["_aggregator"]["sources"]
     assert [s["publisher"] for s in sources] == ["IT之家", "The Verge"]
-    assert deepseek[0]["url"] == "https://www.ithome.example/0/900/101.htm?utm_source=rss&utm_medium=feed"
+    assert (
+        deepseek[0]["url"]
+        == "https://www.ithome.example/0/900/101.htm?utm_source=rss&utm_medium=feed"
+    )
     total_items = sum(expected.values())
     assert len(feed["items"]) == total_items - 1  # everything, with the shared story once
 
@@ -238,9 +239,7 @@ def test_sources_list_shows_status_and_errors(tmp_path: Path, db_url: str) -> No
         config = tmp_path / "aggregator.toml"
         write_config(config, server, db_url, real=False)
         broken = server.url("/missing.xml")
-        text_ = config.read_text(encoding="utf-8").replace(
-            server.url("/own/blog.json"), broken
-        )
+        text_ = config.read_text(encoding="utf-8").replace(server.url("/own/blog.json"), broken)
         config.write_text(text_, encoding="utf-8")
         poll = cli(config, "poll")
         assert "failed sources" in poll.stdout and "http_404" in poll.stdout

@@ -54,7 +54,7 @@ def test_same_url_under_two_guids_is_one_item() -> None:
 
 def test_changed_entry_updates_in_place_and_unchanged_is_skipped() -> None:
     old = make_item(guid="1", url="https://x/a", title="Old title")
-    (key, _), = keyed_items([old])
+    ((key, _),) = keyed_items([old])
     existing = [ExistingItem(7, key, "https://x/a", old.content_hash)]
     assert plan_items(keyed_items([old]), existing, ()) == ()
     new = make_item(guid="1", url="https://x/a", title="Corrected title")
@@ -64,7 +64,7 @@ def test_changed_entry_updates_in_place_and_unchanged_is_skipped() -> None:
 
 def test_guid_churn_matches_by_canonical_url() -> None:
     first = make_item(guid="run-1", url="https://x/a")
-    (key, _), = keyed_items([first])
+    ((key, _),) = keyed_items([first])
     existing = [ExistingItem(3, key, "https://x/a", first.content_hash)]
     again = make_item(guid="run-2", url="https://x/a")
     assert plan_items(keyed_items([again]), existing, ()) == ()
@@ -84,8 +84,15 @@ def _source(**kw: object) -> SourceState:
 
 def _plan(source: SourceState, result: object, **kw: object):  # type: ignore[no-untyped-def]
     args: dict[str, object] = {
-        "feed": None, "mean_gap": None, "keyed": (), "existing": (), "tombstoned": (),
-        "parse_error": None, "body_hash": None, "now": T0, "settings": SETTINGS,
+        "feed": None,
+        "mean_gap": None,
+        "keyed": (),
+        "existing": (),
+        "tombstoned": (),
+        "parse_error": None,
+        "body_hash": None,
+        "now": T0,
+        "settings": SETTINGS,
         "rng": random.Random(1),
     }
     args.update(kw)
@@ -97,7 +104,11 @@ def test_success_stores_validators_and_schedules_within_bounds() -> None:
     plan = _plan(_source(), res, body_hash="h1")
     up = plan.source_update
     assert (up.status, up.etag, up.last_modified, up.body_hash, up.error_count) == (
-        "ok", '"e1"', "lm", "h1", 0,
+        "ok",
+        '"e1"',
+        "lm",
+        "h1",
+        0,
     )
     assert T0 + timedelta(seconds=SETTINGS.min_interval * 0.8) <= up.next_check_at
     assert up.next_check_at <= T0 + timedelta(seconds=SETTINGS.max_interval)
@@ -122,8 +133,13 @@ def test_gone_disables_and_permanent_redirect_moves() -> None:
 
 def test_parse_error_is_an_error_without_items() -> None:
     res = Fetched("https://x/feed", 200, {}, b"<html>", 0.1, etag='"e"')
-    plan = _plan(_source(etag='"old"'), res, parse_error="not a feed", body_hash="h",
-                 keyed=keyed_items([make_item(guid="1")]))
+    plan = _plan(
+        _source(etag='"old"'),
+        res,
+        parse_error="not a feed",
+        body_hash="h",
+        keyed=keyed_items([make_item(guid="1")]),
+    )
     assert plan.source_update.status == "error" and plan.intents == ()
     assert plan.source_update.etag == '"old"'  # so the next poll refetches the body
 

@@ -22,6 +22,7 @@ from pydantic import ConfigDict, TypeAdapter, ValidationError
 from aggregator.errors import ConfigError
 from aggregator.settings import (
     FIELDS,
+    AdminSettings,
     EditionConfig,
     FetchSettings,
     Rule,
@@ -37,6 +38,7 @@ _SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "fetch": FetchSettings,
     "schedule": ScheduleSettings,
+    "admin": AdminSettings,
 }
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -45,6 +47,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 # Unknown keys are errors, not silently ignored: a typo must not turn a setting off.
 for _cls in (
     Settings,
+    AdminSettings,
     ServerSettings,
     FetchSettings,
     ScheduleSettings,

@@ -88,6 +88,16 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The admin API under /api/: off unless a bearer token is configured."""
+
+    token: str | None = None  # AGGREGATOR_ADMIN_TOKEN
+    # CIDRs (e.g. "127.0.0.0/8", "10.1.0.0/16") that source URLs may resolve to despite being
+    # private, loopback or link-local; empty = refuse them all (SSRF protection).
+    allow_networks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon is configured with."""
 
@@ -99,5 +109,6 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     sources: tuple[SourceConfig, ...] = ()
     editions: tuple[EditionConfig, ...] = ()

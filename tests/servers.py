@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 Handler = Callable[["Exchange"], None]
 
@@ -592,7 +592,7 @@ class FeedServer:
         return None
 
     def _from_dir(self, d: _Dir, relative: str) -> _Static | None:
-        target = (d.directory / relative).resolve()
+        target = (d.directory / unquote(relative)).resolve()
         if not target.is_relative_to(d.directory) or not target.is_file():
             return None
         body = target.read_bytes()

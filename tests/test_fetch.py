@@ -12,6 +12,7 @@ import tracemalloc
 import zlib
 from collections.abc import Iterator
 from dataclasses import replace
+from pathlib import Path
 
 import httpx
 import pytest
@@ -565,3 +566,41 @@ def test_classify_exception_maps_causes() -> None:
     assert classify_exception(httpx.RemoteProtocolError("illegal header"))[0] == "protocol"
     assert classify_exception(ConnectionRefusedError())[0] == "connect"
     assert classify_exception(ValueError("bug"))[0] == "internal"
+
+
+# --------------------------------------------------------------------------- the test server itself
+
+
+async def test_server_serves_a_directory_and_refuses_traversal(
+    server: FeedServer, tmp_path: Path
+) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "feed.xml").write_bytes(RSS)
+    (tmp_path / "secret.txt").write_bytes(b"no")
+    server.serve_dir("/files", tmp_path / "sub")
+    async with Fetcher(SETTINGS) as fetcher:
+        ok = await fetcher.fetch(server.url("/files/feed.xml"))
+        assert isinstance(ok, Fetched)
+        assert ok.body == RSS
+        assert ok.headers["content-type"] == "application/xml"
+        again = await fetcher.fetch(server.url("/files/feed.xml"), etag=ok.etag)
+        assert isinstance(again, NotModified)
+        escaped = await fetcher.fetch(server.url("/files/%2E%2E/secret.txt"))
+        _failed(escaped, "http_404")
+        _failed(await fetcher.fetch(server.url("/files/missing.xml")), "http_404")
+
+
+async def test_server_route_without_validators_never_answers_304(
+    server: FeedServer, request: pytest.FixtureRequest
+) -> None:
+    path = _path(request)
+    server.serve(path, RSS, validators=False, gzip=False, headers={"X-Test": "1"})
+    async with Fetcher(SETTINGS) as fetcher:
+        first = await fetcher.fetch(server.url(path), etag="*")
+        assert isinstance(first, Fetched)
+        assert first.etag is None and first.last_modified is None
+        assert first.headers["x-test"] == "1"
+        assert "content-encoding" not in first.headers
+    logged = server.requests(path)
+    assert [r.status for r in logged] == [200]
+    assert logged[0].finished is not None and logged[0].finished >= logged[0].started

@@ -25,13 +25,38 @@ from aggregator.fetch import Fetcher
 from aggregator.ingest import Ingested, ingest
 from aggregator.metrics import Metrics
 from aggregator.model import Fetched, FetchFailed, FetchResult, SourceState, UpdatePlan
-from aggregator.plan import build_plan, keyed_items
+from aggregator.plan import answered, build_plan, is_network_failure, keyed_items
 from aggregator.publish import render_all
 from aggregator.settings import Settings
 from aggregator.store.repo import Repository
 
 log = logging.getLogger("aggregator.pipeline")
 T = TypeVar("T")
+#: No publisher answered for this long, and every one in the batch failed on the network:
+#: that is our outage, not theirs.
+OUTAGE_WINDOW_SECONDS = 60.0
+
+
+class _Batch:
+    """Fetch outcomes of one run, so network failures can be judged against the others."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.pending = size
+        self.answered = False
+        self._done = asyncio.Event()
+        if size == 0:
+            self._done.set()
+
+    def record(self, result: FetchResult | None) -> None:
+        if result is not None and answered(result):
+            self.answered = True
+        self.pending -= 1
+        if self.pending <= 0:
+            self._done.set()
+
+    async def wait(self) -> None:
+        await self._done.wait()
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +119,7 @@ class Pipeline:
         self.rng = rng or random.Random()
         self.parse_executor = parse_executor
         self.metrics = metrics
+        self._last_answer = float("-inf")  # monotonic time any publisher last answered
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-db")
 
     def close(self) -> None:
@@ -139,9 +165,10 @@ class Pipeline:
     ) -> TickReport:
         """Poll the given (already claimed) sources concurrently, then render if needed."""
         report = TickReport()
+        batch = _Batch(len(sources))
 
         async def one(src: SourceState) -> None:
-            rep = await self.process(src)
+            rep = await self.process(src, batch)
             report.sources.append(rep)
             if on_done is not None:
                 on_done(rep)
@@ -155,15 +182,19 @@ class Pipeline:
 
     # ------------------------------------------------------------------ one source
 
-    async def process(self, source: SourceState) -> SourceReport:
+    async def process(self, source: SourceState, batch: _Batch | None = None) -> SourceReport:
         """Fetch, ingest, plan and apply one source; never raises."""
         started = time.perf_counter()
         result: FetchResult | None = None
         try:
-            result = await self.fetcher.fetch(
-                source.url, etag=source.etag, last_modified=source.last_modified
-            )
-            plan = await self._plan(source, result)
+            try:
+                result = await self.fetcher.fetch(
+                    source.url, etag=source.etag, last_modified=source.last_modified
+                )
+            finally:
+                if batch is not None:
+                    batch.record(result)
+            plan = await self._plan(source, result, await self._is_outage(result, batch))
             applied = await self._in_db(self.repo.apply, plan, self.clock.now(), self.owner)
             upd = plan.source_update
             rep = SourceReport(
@@ -234,37 +265,33 @@ class Pipeline:
             self.metrics.sources.labels(status=status).set(n)
         self.metrics.next_due_lag_seconds.set(self.repo.overdue_seconds(self.clock.now()))
 
-    async def _plan(self, source: SourceState, result: FetchResult) -> UpdatePlan:
+    async def _is_outage(self, result: FetchResult, batch: _Batch | None) -> bool:
+        """True when ``result`` is a network failure and nobody else answered either."""
+        if answered(result):
+            self._last_answer = time.monotonic()
+            return False
+        if not is_network_failure(result) or batch is None or batch.size < 2:
+            return False
+        await batch.wait()  # bounded: every fetch ends within the fetcher's total timeout
+        quiet_for = time.monotonic() - self._last_answer
+        return not batch.answered and quiet_for > OUTAGE_WINDOW_SECONDS
+
+    async def _plan(self, source: SourceState, result: FetchResult, outage: bool) -> UpdatePlan:
         now = self.clock.now()
-        common = {"now": now, "settings": self.settings.schedule, "rng": self.rng}
+        settings, rng = self.settings.schedule, self.rng
         if not isinstance(result, Fetched):
             return build_plan(
-                source,
-                result,
-                feed=None,
-                mean_gap=None,
-                keyed=(),
-                existing=(),
-                tombstoned=(),
-                parse_error=None,
-                body_hash=None,
-                **common,  # type: ignore[arg-type]
-            )
+                source, result, feed=None, mean_gap=None, keyed=(), existing=(), tombstoned=(),
+                parse_error=None, body_hash=None, now=now, settings=settings, rng=rng,
+                outage=outage,
+            )  # fmt: skip
         body_hash = hashlib.sha256(result.body).hexdigest()
         if body_hash == source.body_hash and source.status in ("ok", "not_modified"):
             return build_plan(
-                source,
-                result,
-                feed=None,
-                mean_gap=None,
-                keyed=(),
-                existing=(),
-                tombstoned=(),
-                parse_error=None,
-                body_hash=body_hash,
+                source, result, feed=None, mean_gap=None, keyed=(), existing=(), tombstoned=(),
+                parse_error=None, body_hash=body_hash, now=now, settings=settings, rng=rng,
                 unchanged=True,
-                **common,  # type: ignore[arg-type]
-            )
+            )  # fmt: skip
         ingested = await self._ingest(result, source, now)
         keyed = keyed_items(ingested.items)
         keys = [k for k, _ in keyed]
@@ -272,17 +299,10 @@ class Pipeline:
         existing = await self._in_db(self.repo.existing_items, source.id, keys, urls)
         tombstoned = await self._in_db(self.repo.tombstoned, source.id, keys)
         return build_plan(
-            source,
-            result,
-            feed=ingested.feed,
-            mean_gap=ingested.mean_gap,
-            keyed=keyed,
-            existing=existing,
-            tombstoned=tombstoned,
-            parse_error=ingested.error,
-            body_hash=body_hash,
-            **common,  # type: ignore[arg-type]
-        )
+            source, result, feed=ingested.feed, mean_gap=ingested.mean_gap, keyed=keyed,
+            existing=existing, tombstoned=tombstoned, parse_error=ingested.error,
+            body_hash=body_hash, now=now, settings=settings, rng=rng,
+        )  # fmt: skip
 
     async def _ingest(self, result: Fetched, source: SourceState, now: datetime) -> Ingested:
         if self.parse_executor is None:

@@ -27,6 +27,9 @@ from aggregator.model import (
 from aggregator.schedule import Hints, hints_from, next_check
 from aggregator.settings import ScheduleSettings
 
+#: Failures that say nothing about the publisher when every other publisher fails the same way.
+NETWORK_ERRORS = frozenset({"dns", "connect", "timeout", "tls"})
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
@@ -34,6 +37,17 @@ class Outcome:
 
     status: str  # ok | not_modified | error | gone
     error: str | None = None
+    counted: bool = True  # False: a local network outage, not held against the source
+
+
+def is_network_failure(result: FetchResult) -> bool:
+    """A failure where no server answered at all (our network may be the one that is down)."""
+    return isinstance(result, FetchFailed) and result.error_class in NETWORK_ERRORS
+
+
+def answered(result: FetchResult) -> bool:
+    """Some server answered (any HTTP status): the network itself works."""
+    return not isinstance(result, FetchFailed) or result.status_code is not None
 
 
 def keyed_items(items: Sequence[Item]) -> list[tuple[str, Item]]:
@@ -79,15 +93,29 @@ def plan_items(
     return tuple(intents)
 
 
-def classify(result: FetchResult, parse_error: str | None, *, unchanged: bool = False) -> Outcome:
+def classify(
+    result: FetchResult,
+    parse_error: str | None,
+    *,
+    unchanged: bool = False,
+    outage: bool = False,
+) -> Outcome:
     """Reduce a fetch (and parse) result to the status recorded on the source.
 
     ``unchanged`` marks a 200 whose body hashes the same as last time: it counts as
-    not-modified (and is never parsed again).
+    not-modified (and is never parsed again). ``outage`` says no publisher at all answered
+    lately: a network failure is then recorded but not counted against this source.
     """
     if isinstance(result, FetchFailed):
         if result.status_code == 410:
             return Outcome("gone", f"{result.error_class}: {result.message}")
+        if outage and is_network_failure(result):
+            return Outcome(
+                "error",
+                f"{result.error_class}: {result.message} (network outage: no publisher "
+                "answered; not counted against this source)",
+                counted=False,
+            )
         return Outcome("error", f"{result.error_class}: {result.message}")
     if parse_error is not None:
         return Outcome("error", f"parse: {parse_error}")
@@ -111,6 +139,8 @@ def source_update(
     """The source's state after this fetch, including when to look again."""
     failed = outcome.status in ("error", "gone")
     error_count = source.error_count + 1 if failed else 0
+    if not outcome.counted:
+        error_count = source.error_count
     hints: Hints = hints_from(
         result.headers if not isinstance(result, FetchFailed) or result.headers else {},
         feed,
@@ -132,7 +162,7 @@ def source_update(
         settings=settings,
         fixed_interval=float(source.interval_seconds) if source.interval_seconds else None,
         mean_gap=mean_gap,
-        error_count=error_count,
+        error_count=error_count if outcome.counted else 1,  # an outage retries at the base delay
         hints=hints,
         rng=rng,
     )
@@ -169,9 +199,10 @@ def build_plan(
     settings: ScheduleSettings,
     rng: random.Random,
     unchanged: bool = False,
+    outage: bool = False,
 ) -> UpdatePlan:
     """Everything this fetch changes for ``source``."""
-    outcome = classify(result, parse_error, unchanged=unchanged)
+    outcome = classify(result, parse_error, unchanged=unchanged, outage=outage)
     update = source_update(
         source,
         result,

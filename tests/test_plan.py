@@ -151,3 +151,17 @@ def test_not_modified_and_unchanged_body() -> None:
     assert _plan(_source(), same, body_hash="h", unchanged=True).source_update.status == (
         "not_modified"
     )
+
+
+def test_network_outage_is_recorded_but_not_counted() -> None:
+    src = _source(error_count=1, status="error", etag='"e"')
+    failed = FetchFailed("https://x/feed", "connect", "connection refused", 0.1)
+    counted = _plan(src, failed).source_update
+    outage = _plan(src, failed, outage=True).source_update
+    assert counted.error_count == 2
+    assert outage.error_count == 1 and outage.status == "error"
+    assert outage.last_error is not None and "network outage" in outage.last_error
+    assert outage.etag == '"e"'
+    # an HTTP error is the publisher's own, outage or not
+    http = FetchFailed("https://x/feed", "http_500", "boom", 0.1, status_code=500)
+    assert _plan(src, http, outage=True).source_update.error_count == 2

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # aggregator: feed aggregation daemon. Multi-stage: build a venv, copy it into a slim runtime.
 # BASE_IMAGE must provide python3 with venv (python:3.12-slim, or a local Debian base).
 ARG BASE_IMAGE=python:3.12-slim

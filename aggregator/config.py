@@ -31,6 +31,7 @@ from aggregator.settings import (
     Settings,
     SourceConfig,
 )
+from aggregator.ssrf import parse_networks
 
 DEFAULT_CONFIG = "config/aggregator.toml"
 ENV_PREFIX = "AGGREGATOR_"
@@ -96,13 +97,21 @@ def _loc(loc: tuple[Any, ...]) -> str:
     return out
 
 
-def _scalar_fields(cls: type) -> list[str]:
+def _scalar_fields(cls: type) -> dict[str, bool]:
+    """Fields settable from the environment: name -> whether it is a list (comma-separated)."""
     hints = typing.get_type_hints(cls)
-    return [
-        f.name
-        for f in dataclasses.fields(cls)
-        if hints[f.name] in (str, int, float, bool, str | None, int | None, float | None)
-    ]
+    scalars = (str, int, float, bool, str | None, int | None, float | None)
+    out: dict[str, bool] = {}
+    for f in dataclasses.fields(cls):
+        if hints[f.name] in scalars:
+            out[f.name] = False
+        elif hints[f.name] == tuple[str, ...]:
+            out[f.name] = True
+    return out
+
+
+def _env_value(raw: str, is_list: bool) -> str | list[str]:
+    return [part.strip() for part in raw.split(",") if part.strip()] if is_list else raw
 
 
 def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
@@ -111,21 +120,21 @@ def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, str]:
     Returns which key paths came from the environment, so errors can name the variable.
     """
     origins: dict[str, str] = {}
-    for name in _scalar_fields(Settings):
+    for name, is_list in _scalar_fields(Settings).items():
         if name == "config_path":
             continue
         var = ENV_PREFIX + name.upper()
         if var in env:
-            raw[name] = env[var]
+            raw[name] = _env_value(env[var], is_list)
             origins[name] = f"environment {var}"
     for section, cls in _SECTIONS.items():
-        for name in _scalar_fields(cls):
+        for name, is_list in _scalar_fields(cls).items():
             var = f"{ENV_PREFIX}{section.upper()}_{name.upper()}"
             if var in env:
                 sect = raw.setdefault(section, {})
                 if not isinstance(sect, dict):
                     raise ConfigError(f"{section}: must be a table")
-                sect[name] = env[var]
+                sect[name] = _env_value(env[var], is_list)
                 origins[f"{section}.{name}"] = f"environment {var}"
     return origins
 
@@ -222,6 +231,10 @@ def _check(s: Settings, cfg_path: str) -> None:
         raise ConfigError(
             f"{cfg_path}: schedule.min_interval: must be positive and <= schedule.max_interval"
         )
+    try:
+        parse_networks(s.admin.allow_networks)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from exc
     if s.fetch.max_body_bytes < 1024:
         raise ConfigError(f"{cfg_path}: fetch.max_body_bytes: must be at least 1024")
     if s.fetch.concurrency < 1 or s.fetch.per_host_concurrency < 1:

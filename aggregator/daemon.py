@@ -19,6 +19,7 @@ from typing import Any
 import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from aggregator.api import DaemonAdmin
 from aggregator.app import open_pipeline
 from aggregator.metrics import build_metrics
 from aggregator.pipeline import Pipeline
@@ -101,7 +102,10 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
         def readiness() -> dict[str, bool]:
             return {"migrations": schema_is_current(engine), "scheduler": runner.running}
 
-        app = create_app(settings, pipeline.repo, readiness=readiness, metrics=metrics)
+        admin = DaemonAdmin(pipeline.repo, pipeline, pipeline.clock)
+        app = create_app(
+            settings, pipeline.repo, readiness=readiness, metrics=metrics, admin=admin
+        )
         config = uvicorn.Config(
             app,
             host=host or settings.server.host,

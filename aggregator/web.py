@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.datastructures import MutableHeaders
 from starlette.middleware.gzip import GZipMiddleware
 
+from aggregator.api import AdminBackend, create_admin_router
 from aggregator.clock import Clock, SystemClock
 from aggregator.errors import StorageError
 from aggregator.metrics import Metrics, build_metrics
@@ -429,12 +430,15 @@ def create_app(
     readiness: Callable[[], dict[str, bool]] | None = None,
     metrics: Metrics | None = None,
     clock: Clock | None = None,
+    admin: AdminBackend | None = None,
 ) -> FastAPI:
     """Build the web app over ``store``.
 
     ``readiness`` returns extra named checks for ``/readyz`` (e.g. ``{"scheduler": True}``);
     ``metrics`` is shared with the pipeline (a fresh registry when None, on ``app.state.metrics``);
-    ``clock`` drives the "time ago" texts of the HTML view.
+    ``clock`` drives the "time ago" texts of the HTML view. ``admin`` backs the admin API under
+    ``/api/``, mounted only when ``settings.admin.token`` is set (else every ``/api/`` path is a
+    404 and absent from the OpenAPI schema at ``/openapi.json``).
     """
     metrics = metrics if metrics is not None else build_metrics()
     clock = clock if clock is not None else SystemClock()
@@ -457,7 +461,7 @@ def create_app(
         title="aggregator",
         docs_url=None,
         redoc_url=None,
-        openapi_url=None,
+        openapi_url="/openapi.json",
     )
     app.state.metrics = metrics
     app.state.settings = settings
@@ -472,7 +476,10 @@ def create_app(
 
     # Sync handlers on purpose: the store is blocking (SQLAlchemy), so FastAPI runs them in its
     # thread pool and the event loop keeps serving.
-    @app.api_route(FEED_ROUTE, methods=["GET", "HEAD"])
+    # Two routes rather than one GET+HEAD route: one route with two methods gives both the same
+    # OpenAPI operation id (FastAPI warns); HEAD is left out of the schema.
+    @app.head(FEED_ROUTE, include_in_schema=False)
+    @app.get(FEED_ROUTE)
     def feed(edition: str, fmt: str, request: Request) -> Response:
         """One edition in one format, straight from its snapshot."""
         if edition not in editions or fmt not in FEED_CONTENT_TYPES:
@@ -603,5 +610,11 @@ def create_app(
         )
         response.headers["Cache-Control"] = cache_control
         return response
+
+    if settings.admin.token:
+        if admin is None:
+            log.warning("admin token configured but no admin backend given: /api/ stays off")
+        else:
+            app.include_router(create_admin_router(settings, admin))
 
     return app

@@ -120,3 +120,15 @@ def test_durations() -> None:
         parse_duration("fortnight", "x")
     with pytest.raises(ConfigError, match="positive"):
         parse_duration(0, "x")
+
+
+def test_env_list_override_and_bad_network(tmp_path: Path) -> None:
+    env = {
+        "AGGREGATOR_ADMIN_ALLOW_NETWORKS": "127.0.0.0/8, 10.1.0.0/16",
+        "AGGREGATOR_ADMIN_TOKEN": "t",
+    }
+    s = load_settings(write(tmp_path, MINIMAL), env=env)
+    assert s.admin.allow_networks == ("127.0.0.0/8", "10.1.0.0/16")
+    assert s.admin.token == "t"
+    with pytest.raises(ConfigError, match="allow_networks"):
+        load_settings(write(tmp_path, MINIMAL), env={"AGGREGATOR_ADMIN_ALLOW_NETWORKS": "nonsense"})

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import event, func, select, text
 
 from aggregator.errors import StorageError
 from aggregator.model import Item, ItemIntent, Snapshot, SourceUpdate, UpdatePlan
@@ -531,3 +531,179 @@ def test_sqlite_engine_creates_directory_and_tunes_connections(tmp_path: Path) -
         engine.dispose()
     with pytest.raises(StorageError, match="invalid database URL"):
         make_engine("not a url")
+
+
+# ---------------------------------------------------------------------- batched apply
+
+
+def stories_by_guid(repo: Repository) -> dict[str, int]:
+    """``{item guid: story id}`` straight from the database."""
+    with repo.engine.connect() as conn:
+        return {g: s for g, s in conn.execute(select(items.c.guid, items.c.story_id))}
+
+
+def test_items_of_one_plan_sharing_urls_share_one_story(repo: Repository) -> None:
+    sid, other = add(repo, "a"), add(repo, "b")
+    u = "https://example.com/"
+    p = plan(
+        sid,
+        T0,
+        ins("x1", item("x1", canonical=u + "x")),  # same canonical URL twice
+        ins("x2", item("x2", canonical=u + "x")),
+        ins("y1", item("y1", canonical=u + "y", external=u + "z")),  # external -> later canonical
+        ins("z1", item("z1", canonical=u + "z")),
+        ins("w1", item("w1", canonical=u + "w")),  # canonical -> later external
+        ins("v1", item("v1", canonical=u + "v", external=u + "w")),
+        ins("p1", item("p1", canonical=u + "p")),  # a chain p <- q <- r
+        ins("q1", item("q1", canonical=u + "q", external=u + "p")),
+        ins("r1", item("r1", canonical=u + "r", external=u + "q")),
+        ins("solo", item("solo", canonical=None)),
+    )
+    result = repo.apply(p, T0)
+    assert (result.new, result.updated, result.new_stories) == (10, 0, 5)
+    story = stories_by_guid(repo)
+    groups = [["x1", "x2"], ["y1", "z1"], ["w1", "v1"], ["p1", "q1", "r1"], ["solo"]]
+    assert [len({story[f"guid-{g}"] for g in group}) for group in groups] == [1, 1, 1, 1, 1]
+    assert len({story[f"guid-{group[0]}"] for group in groups}) == 5
+    assert count(repo, stories) == 5
+    # Another source reporting z later joins the y/z story.
+    later = repo.apply(plan(other, T0, ins("z", item("bz", canonical=u + "z"))), T0)
+    assert (later.new, later.new_stories) == (1, 0)
+    assert stories_by_guid(repo)["guid-bz"] == story["guid-y1"]
+
+
+def test_apply_runs_a_constant_number_of_statements(repo: Repository) -> None:
+    """The write path is batched: 100 new (or edited) items cost what 5 do."""
+    a, b = add(repo, "a"), add(repo, "b")
+    shared = "https://example.com/shared"
+    repo.apply(plan(a, T0, ins("s", item("s", canonical=shared))), T0)
+    statements: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    def statements_for(p: UpdatePlan) -> int:
+        statements.clear()
+        event.listen(repo.engine, "before_cursor_execute", record)
+        try:
+            repo.apply(p, T0)
+        finally:
+            event.remove(repo.engine, "before_cursor_execute", record)
+        return len(statements)
+
+    def intents(prefix: str, n: int) -> list[ItemIntent]:
+        first = ins(f"{prefix}0", item(f"{prefix}0", canonical=shared))  # joins a stored story
+        return [first] + [ins(f"{prefix}{i}", item(f"{prefix}{i}")) for i in range(1, n)]
+
+    small = statements_for(plan(b, T0, *intents("s", 5)))
+    big = statements_for(plan(b, T0, *intents("b", 100)))
+    assert big == small <= 10, statements
+    existing = {e.item_key: e.id for e in repo.existing_items(b, [f"b{i}" for i in range(100)], [])}
+    edits = [
+        ItemIntent("update", k, item(k, title="edited"), existing_id=i) for k, i in existing.items()
+    ]
+    assert statements_for(plan(b, T0, *edits)) <= 6
+    assert statements_for(plan(b, T0)) <= 3  # a 304: the source update (and BEGIN)
+
+
+def test_duplicate_key_in_one_plan_updates_the_inserted_row(repo: Repository) -> None:
+    sid = add(repo, "a")
+    second = item(1, title='第二条 "second" \\ é')  # non-ASCII and JSON escapes survive
+    result = repo.apply(plan(sid, T0, ins("k", item(1)), ins("k", second)), T0)
+    assert (result.new, result.updated, result.new_stories) == (1, 1, 1)
+    (story,) = repo.recent_stories(T0 - timedelta(days=1), 10)
+    assert [i.title for i in story.items] == [second.title]
+    repo.apply(plan(sid, T0, ins("k2", second)), T0)  # the same text through the insert path
+    assert repo.recent_stories(T0 - timedelta(days=1), 10)[0].items[0].title == second.title
+
+
+def test_update_intent_whose_row_vanished_inserts_it(repo: Repository) -> None:
+    sid = add(repo, "a")
+    gone = ItemIntent(action="update", item_key="k9", item=item(9), existing_id=987654)
+    result = repo.apply(plan(sid, T0, gone), T0)
+    assert (result.new, result.updated, result.new_stories) == (1, 0, 1)
+    assert [e.item_key for e in repo.existing_items(sid, ["k9"], [])] == ["k9"]
+
+
+def test_updates_of_one_row_in_one_plan_apply_in_order(repo: Repository) -> None:
+    sid = add(repo, "a")
+    repo.apply(plan(sid, T0, ins("k", item(1, published=T0 - timedelta(days=2)))), T0)
+    (row,) = repo.existing_items(sid, ["k"], [])
+    cst = timezone(timedelta(hours=8))
+    first = item(1, title="one", published=datetime(2026, 11, 28, 10, 0, tzinfo=cst))
+    second = item(1, title="two", published=None)  # keeps the first update's date
+    result = repo.apply(
+        plan(
+            sid,
+            T0,
+            ItemIntent("update", "k", first, existing_id=row.id),
+            ItemIntent("update", "k", second, existing_id=row.id),
+        ),
+        T0,
+    )
+    assert (result.new, result.updated) == (0, 2)
+    (stored,) = repo.recent_stories(T0 - timedelta(days=3), 10)[0].items
+    assert stored.title == "two" and stored.id == row.id
+    assert stored.published_at == datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+def test_new_item_joins_story_by_public_id_when_no_item_has_its_url(repo: Repository) -> None:
+    a, b = add(repo, "a"), add(repo, "b")
+    old_url = "https://example.com/old"
+    repo.apply(plan(a, T0, ins("k", item("k", canonical=old_url))), T0)
+    (row,) = repo.existing_items(a, ["k"], [])
+    moved = ItemIntent("update", "k", item("k", canonical="https://example.com/new"), row.id)
+    repo.apply(plan(a, T0, moved), T0)  # no stored item carries old_url any more
+    result = repo.apply(plan(b, T0, ins("x", item("x", canonical=old_url))), T0)
+    assert (result.new, result.new_stories) == (1, 0)
+    (story,) = repo.recent_stories(T0 - timedelta(days=1), 10)
+    assert story.public_id == story_public_id(old_url, "", "") and len(story.items) == 2
+
+
+def test_new_items_follow_a_chain_of_merges(repo: Repository) -> None:
+    a, b = add(repo, "a"), add(repo, "b")
+    urls = [f"https://example.com/m{i}" for i in range(3)]
+    repo.apply(
+        plan(a, T0, *(ins(f"k{i}", item(f"k{i}", canonical=u)) for i, u in enumerate(urls))), T0
+    )
+    ids = stories_by_guid(repo)
+    s0, s1, s2 = (ids[f"guid-k{i}"] for i in range(3))
+    with repo.engine.begin() as conn:  # s2 -> s1 -> s0, items left where they were
+        conn.execute(stories.update().where(stories.c.id == s2).values(merged_into=s1))
+        conn.execute(stories.update().where(stories.c.id == s1).values(merged_into=s0))
+    result = repo.apply(plan(b, T0, ins("x", item("x", canonical=urls[2]))), T0)
+    assert (result.new, result.new_stories) == (1, 0)
+    assert stories_by_guid(repo)["guid-x"] == s0
+
+
+def test_plans_larger_than_one_chunk(repo: Repository) -> None:
+    a, b = add(repo, "a"), add(repo, "b")
+    n = 620  # more keys and URLs than one IN list / array chunk holds
+    shared = [f"https://example.com/big/{i}" for i in range(n)]
+    first = repo.apply(
+        plan(a, T0, *(ins(f"k{i}", item(f"a{i}", canonical=u)) for i, u in enumerate(shared))), T0
+    )
+    assert (first.new, first.new_stories) == (n, n)
+    second = repo.apply(
+        plan(b, T0, *(ins(f"k{i}", item(f"b{i}", canonical=u)) for i, u in enumerate(shared))), T0
+    )
+    assert (second.new, second.new_stories) == (n, 0)
+    assert count(repo, stories) == n
+    replay = repo.apply(
+        plan(b, T0, *(ins(f"k{i}", item(f"b{i}", canonical=u)) for i, u in enumerate(shared))), T0
+    )
+    assert (replay.new, replay.updated) == (0, n)
+    assert len(repo.existing_items(b, [f"k{i}" for i in range(n)], shared)) == n
+
+
+def test_claim_sources_claims_many_at_once_and_respects_leases(repo: Repository) -> None:
+    for key in ["a", "b", "c", "d"]:
+        add(repo, key, now=T0 + timedelta(hours=1))  # none due: claimed anyway
+    repo.set_enabled("d", False)
+    assert repo.claim_source("b", T0, "w2", 60) is not None
+    got = repo.claim_sources(["d", "c", "a", "b", "missing", "c"], T0, "w1", 60)
+    assert [s.key for s in got] == ["d", "c", "a"]  # b is w2's; order of the keys given
+    assert repo.claim_source("a", T0, "w3", 60) is None  # now w1's
+    again = repo.claim_sources(["a", "b"], T0 + timedelta(seconds=61), "w3", 60)
+    assert [s.key for s in again] == ["a", "b"]  # expired leases
+    assert repo.claim_sources([], T0, "w1", 60) == []

@@ -5,28 +5,45 @@ become ``StorageError`` here (via ``db.storage_errors``). Writes run in one shor
 (``BEGIN IMMEDIATE`` on SQLite); source leases make several replicas on PostgreSQL poll disjoint
 sources (``FOR UPDATE SKIP LOCKED``). Item writes are idempotent upserts, so replaying a plan
 after a crash or a lost lease does no harm.
+
+The hot paths (claims, planner reads, ``apply``) run statements built once per dialect
+(``_Sql``) and write a plan's items in batches: a constant number of statements per plan
+however many items it holds (``bench/store_bench.py`` measures them).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, TypeVar
 from uuid import NAMESPACE_URL, uuid5
 
 from sqlalchemy import (
+    JSON,
+    BindParameter,
+    ColumnElement,
     Connection,
     Engine,
+    Executable,
     Row,
     Table,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
     delete,
     exists,
     func,
     literal,
     or_,
     select,
+    union_all,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -114,23 +131,29 @@ def _source_state(row: Row[Any, *tuple[Any, ...]]) -> SourceState:
     )
 
 
+# Columns of ``items`` that come straight from a normalized ``Item`` (same attribute names).
+_ITEM_FIELDS = (
+    "guid",
+    "url",
+    "canonical_url",
+    "external_url",
+    "title",
+    "summary_html",
+    "content_html",
+    "text",
+    "author",
+    "categories",
+    "language",
+    "updated_at",
+    "content_hash",
+)
+
+
 def _item_values(item: Item) -> dict[str, Any]:
-    """Columns of ``items`` that come straight from a normalized ``Item``."""
-    return {
-        "guid": item.guid,
-        "url": item.url,
-        "canonical_url": item.canonical_url,
-        "external_url": item.external_url,
-        "title": item.title,
-        "summary_html": item.summary_html,
-        "content_html": item.content_html,
-        "text": item.text,
-        "author": item.author,
-        "categories": list(item.categories),
-        "language": item.language,
-        "updated_at": item.updated_at,
-        "content_hash": item.content_hash,
-    }
+    """Values of ``_ITEM_FIELDS`` for ``item`` (categories as a JSON list)."""
+    values = {name: getattr(item, name) for name in _ITEM_FIELDS}
+    values["categories"] = list(item.categories)
+    return values
 
 
 _ITEM_COLUMNS = (
@@ -182,6 +205,264 @@ def _stored_item(row: Row[Any, *tuple[Any, ...]]) -> StoredItem:
         published_at=m["published_at"],
         updated_at=m["updated_at"],
         collected_at=m["collected_at"],
+    )
+
+
+@dataclass(frozen=True)
+class _Sql:
+    """Statements of the hot paths, built once per dialect with named bind parameters.
+
+    Building a statement per call (``.values(**kw)``, ``.in_(list)``) costs far more than running
+    it: SQLAlchemy coerces every value and walks the statement for its cache key each time.
+    Built once, a statement's cache key is computed once per execution cheaply and its compiled
+    form is reused. Row batches go as ``executemany`` on SQLite (``insertmanyvalues`` with
+    RETURNING) and as one JSON parameter on PostgreSQL (``columnar``; see ``_item_insert``).
+    Parameter names: ``b_*`` bind WHERE clauses, ``v_*`` bind SET values; statements without a
+    SET clause take it from column-named parameters.
+    """
+
+    claim_due: Executable
+    claim_source: Executable
+    claim_keys: Executable
+    existing_by_key: Executable
+    existing_by_url: Executable
+    tombstoned: Executable
+    source_key: Executable
+    source_by_url: Executable
+    source_update: Executable
+    source_update_leased: Executable
+    item_rows_by_key: Executable
+    item_rows_by_id: Executable
+    url_stories: Executable
+    stories_by_public_id: Executable
+    merged_links: Executable
+    columnar: bool  # item/story writes take one JSON/array parameter, not a list of rows
+    story_insert: Executable
+    item_insert: Executable
+    item_update_by_id: Executable
+    item_update_by_key: Executable
+    touch_stories: Executable
+
+
+def _member(column: ColumnElement[Any], name: str, dialect: str) -> ColumnElement[bool]:
+    """``column IN (:name)`` with a list parameter, as one statement text for any list length.
+
+    SQLite: an expanding ``IN``. PostgreSQL: ``column = ANY(:name)`` with one array parameter
+    (psycopg parses and prepares long or many-parameter statements on every call).
+    """
+    if dialect == "postgresql":
+        return column == any_(bindparam(name, type_=postgresql.ARRAY(column.type)))
+    return column.in_(bindparam(name, expanding=True))
+
+
+def _utc(name: str) -> BindParameter[datetime]:
+    """A bind parameter holding a datetime, converted to UTC like the columns."""
+    return bindparam(name, type_=UTCDateTime())
+
+
+def _unnest(name: str, column: str) -> Any:
+    """``unnest(:name) AS name(column)``: a PostgreSQL array parameter as a one-column table."""
+    array = bindparam(name, type_=postgresql.ARRAY(Text()))
+    return func.unnest(array).table_valued(column).render_derived(name=f"{name}_rows")
+
+
+def _url_stories(dialect: str) -> Executable:
+    """Per URL of ``b_values``: the lowest story id of a stored item carrying it either way.
+
+    Rows ``(url, story_id)``; a NULL story id (PostgreSQL) or no row (SQLite) when none does.
+    PostgreSQL gets one index probe per URL (correlated subqueries over ``unnest``): tables that
+    grew from empty have no statistics yet, and an ``IN`` list is then planned as a sequential
+    scan. SQLite plans ``IN`` lists on an index without statistics.
+    """
+    i = items.c
+    if dialect == "postgresql":
+        urls = _unnest("b_values", "url")
+        by_canonical = select(func.min(i.story_id)).where(i.canonical_url == urls.c.url)
+        by_external = select(func.min(i.story_id)).where(i.external_url == urls.c.url)
+        return select(
+            urls.c.url, func.least(by_canonical.scalar_subquery(), by_external.scalar_subquery())
+        )
+    return union_all(
+        select(i.canonical_url, func.min(i.story_id))
+        .where(i.canonical_url.in_(bindparam("b_values", expanding=True)))
+        .group_by(i.canonical_url),
+        select(i.external_url, func.min(i.story_id))
+        .where(i.external_url.in_(bindparam("b_values", expanding=True)))
+        .group_by(i.external_url),
+    )
+
+
+def _stories_by_public_id(dialect: str) -> Executable:
+    """Rows ``(id, public_id)`` of the stories whose public id is in ``b_values`` (id may be
+    NULL on PostgreSQL, which probes the unique index once per value; see ``_url_stories``)."""
+    st = stories.c
+    if dialect == "postgresql":
+        wanted = _unnest("b_values", "public_id")
+        found = select(st.id).where(st.public_id == wanted.c.public_id).scalar_subquery()
+        return select(found.label("id"), wanted.c.public_id)
+    return select(st.id, st.public_id).where(_member(st.public_id, "b_values", dialect))
+
+
+# Columns of an inserted item row (``_item_insert``).
+_ITEM_INSERT_COLUMNS: tuple[str, ...] = (
+    "source_id",
+    "story_id",
+    "item_key",
+    "published_at",
+    "collected_at",
+    *_ITEM_FIELDS,
+)
+
+
+# Keys of a row of ``_update_params``: the item id, then what an update writes.
+_ITEM_UPDATE_COLUMNS: tuple[str, ...] = ("id", "published_at", *_ITEM_FIELDS)
+
+
+def _story_insert(dialect: str) -> Executable:
+    """Insert new stories, skipping public ids that exist; RETURNING ``(public_id, id)``.
+
+    SQLite: executemany of ``{public_id, created_at, updated_at}`` (batched by insertmanyvalues).
+    PostgreSQL: ``INSERT ... SELECT FROM unnest(:b_values)`` with ``v_now``, one short statement.
+    """
+    if dialect == "postgresql":
+        wanted = _unnest("b_values", "public_id")
+        rows: Any = select(wanted.c.public_id, _utc("v_now"), _utc("v_now"))
+        stmt: Any = postgresql.insert(stories).from_select(
+            ["public_id", "created_at", "updated_at"], rows
+        )
+    else:
+        stmt = sqlite.insert(stories)
+    return stmt.on_conflict_do_nothing(index_elements=["public_id"]).returning(
+        stories.c.public_id, stories.c.id
+    )
+
+
+def _recordset(table: Table, columns: Sequence[str]) -> Any:
+    """``json_to_recordset(:b_rows) AS r(col type, ...)``: a JSON array of row objects as rows.
+
+    ``b_rows`` is JSON text (``_json_rows``), cast on the server.
+    """
+    typed = [column(name, table.c[name].type) for name in columns]
+    rows = func.json_to_recordset(cast(bindparam("b_rows", type_=Text()), JSON))
+    return rows.table_valued(*typed).render_derived(name="r", with_types=True)
+
+
+def _item_insert(dialect: str) -> Executable:
+    """Insert new items, skipping keys the source has; RETURNING ``item_key``.
+
+    SQLite: executemany of row dicts (batched by insertmanyvalues). PostgreSQL: the rows as one
+    JSON parameter ``b_rows`` (see ``_insert_params``) expanded by ``json_to_recordset``: one
+    short statement whatever the row count, where a multi-row VALUES list would be re-parsed by
+    psycopg on every call and per-column arrays cost more to encode than ``json.dumps``.
+    """
+    if dialect != "postgresql":
+        stmt: Any = sqlite.insert(items)
+    else:
+        rows = _recordset(items, _ITEM_INSERT_COLUMNS)
+        values = select(*(rows.c[name] for name in _ITEM_INSERT_COLUMNS))
+        stmt = postgresql.insert(items).from_select(list(_ITEM_INSERT_COLUMNS), values)
+    return stmt.on_conflict_do_nothing(index_elements=["source_id", "item_key"]).returning(
+        items.c.item_key
+    )
+
+
+def _item_update_by_id(dialect: str, item_set: dict[str, Any]) -> Executable:
+    """Update items in place by id from ``_update_params`` (``published_at`` None keeps it).
+
+    SQLite: executemany with ``b_id`` and ``v_<column>``. PostgreSQL: one ``UPDATE ... FROM
+    json_to_recordset(:b_rows)`` (a primary-key nested loop), not one statement per row.
+    """
+    if dialect != "postgresql":
+        return update(items).where(items.c.id == bindparam("b_id")).values(item_set)
+    rows = _recordset(items, _ITEM_UPDATE_COLUMNS)
+    values: dict[str, Any] = {name: rows.c[name] for name in _ITEM_FIELDS}
+    values["published_at"] = func.coalesce(rows.c.published_at, items.c.published_at)
+    return update(items).where(items.c.id == rows.c.id).values(values)
+
+
+@cache
+def _sql(dialect: str) -> _Sql:
+    """Build the hot-path statements for ``dialect`` (``sqlite`` or ``postgresql``)."""
+    if dialect not in ("postgresql", "sqlite"):
+        raise StorageError(f"unsupported database dialect {dialect!r}")
+    s, i, st = sources.c, items.c, stories.c
+    due = (
+        select(s.id)
+        .where(
+            s.enabled.is_(True),
+            or_(s.next_check_at.is_(None), s.next_check_at <= _utc("b_now")),
+            or_(s.lease_until.is_(None), s.lease_until <= _utc("b_now")),
+        )
+        .order_by(s.next_check_at.asc().nulls_first(), s.id)
+        .limit(bindparam("b_limit"))
+        .with_for_update(skip_locked=True)
+    )
+    lease = {"lease_owner": bindparam("v_owner"), "lease_until": _utc("v_until")}
+    claimable = or_(  # no lease, an expired one, or the claimer's own
+        s.lease_until.is_(None),
+        s.lease_until <= _utc("b_now"),
+        s.lease_owner == bindparam("b_owner"),
+    )
+    existing = (i.id, i.item_key, i.canonical_url, i.content_hash)
+    item_rows = select(i.id, i.item_key, i.story_id).with_for_update()
+    item_set: dict[str, Any] = {
+        name: bindparam(f"v_{name}", type_=items.c[name].type) for name in _ITEM_FIELDS
+    }
+    item_set["published_at"] = func.coalesce(_utc("v_published_at"), i.published_at)
+    return _Sql(
+        claim_due=update(sources)
+        .where(
+            s.id.in_(due.scalar_subquery()),
+            or_(s.lease_until.is_(None), s.lease_until <= _utc("b_now")),
+        )
+        .values(lease)
+        .returning(*sources.c),
+        claim_source=update(sources)
+        .where(s.key == bindparam("b_key"), claimable)
+        .values(lease)
+        .returning(*sources.c),
+        claim_keys=update(sources)
+        .where(_member(s.key, "b_values", dialect), claimable)
+        .values(lease)
+        .returning(*sources.c),
+        existing_by_key=select(*existing).where(
+            i.source_id == bindparam("b_source"), _member(i.item_key, "b_values", dialect)
+        ),
+        existing_by_url=select(*existing).where(
+            i.source_id == bindparam("b_source"), _member(i.canonical_url, "b_values", dialect)
+        ),
+        tombstoned=select(tombstones.c.item_key).where(
+            tombstones.c.source_id == bindparam("b_source"),
+            _member(tombstones.c.item_key, "b_values", dialect),
+        ),
+        source_key=select(s.key).where(s.id == bindparam("b_id")),
+        source_by_url=select(s.id, s.key).where(s.url == bindparam("b_url")),
+        source_update=update(sources).where(s.id == bindparam("b_id")).returning(s.key),
+        source_update_leased=update(sources)
+        .where(s.id == bindparam("b_id"), s.lease_owner == bindparam("b_owner"))
+        .returning(s.key),
+        item_rows_by_key=item_rows.where(
+            i.source_id == bindparam("b_source"), _member(i.item_key, "b_values", dialect)
+        ),
+        item_rows_by_id=item_rows.where(
+            i.source_id == bindparam("b_source"), _member(i.id, "b_values", dialect)
+        ),
+        url_stories=_url_stories(dialect),
+        stories_by_public_id=_stories_by_public_id(dialect),
+        merged_links=select(st.id, st.merged_into).where(
+            _member(st.id, "b_values", dialect), st.merged_into.is_not(None)
+        ),
+        columnar=dialect == "postgresql",
+        story_insert=_story_insert(dialect),
+        item_insert=_item_insert(dialect),
+        item_update_by_id=_item_update_by_id(dialect, item_set),
+        item_update_by_key=update(items)
+        .where(i.source_id == bindparam("b_source"), i.item_key == bindparam("b_key"))
+        .values(item_set)
+        .returning(i.story_id),
+        touch_stories=update(stories)
+        .where(_member(st.id, "b_values", dialect))
+        .values(updated_at=_utc("v_now")),
     )
 
 
@@ -373,26 +654,15 @@ class Repository:
         """
         if limit <= 0:
             return []
-        lease_free = or_(sources.c.lease_until.is_(None), sources.c.lease_until <= now)
-        due = (
-            select(sources.c.id)
-            .where(
-                sources.c.enabled.is_(True),
-                or_(sources.c.next_check_at.is_(None), sources.c.next_check_at <= now),
-                lease_free,
-            )
-            .order_by(sources.c.next_check_at.asc().nulls_first(), sources.c.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        stmt = (
-            update(sources)
-            .where(sources.c.id.in_(due), lease_free)
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
-            .returning(*sources.c)
-        )
+        params = {
+            "b_now": now,
+            "b_limit": limit,
+            "v_owner": owner,
+            "v_until": now + timedelta(seconds=lease_seconds),
+        }
         with self._write("claim due sources") as conn:
-            claimed = [_source_state(r) for r in conn.execute(stmt)]
+            rows = conn.execute(_sql(conn.dialect.name).claim_due, params)
+            claimed = [_source_state(r) for r in rows]
         return sorted(claimed, key=lambda s: (s.next_check_at or now, s.id))
 
     def claim_source(
@@ -402,22 +672,39 @@ class Repository:
 
         Returns None if there is no such source or another owner holds an unexpired lease.
         """
-        stmt = (
-            update(sources)
-            .where(
-                sources.c.key == key,
-                or_(
-                    sources.c.lease_until.is_(None),
-                    sources.c.lease_until <= now,
-                    sources.c.lease_owner == owner,
-                ),
-            )
-            .values(lease_owner=owner, lease_until=now + timedelta(seconds=lease_seconds))
-            .returning(*sources.c)
-        )
+        params = {
+            "b_key": key,
+            "b_now": now,
+            "b_owner": owner,
+            "v_owner": owner,
+            "v_until": now + timedelta(seconds=lease_seconds),
+        }
         with self._write("claim source") as conn:
-            row = conn.execute(stmt).first()
+            row = conn.execute(_sql(conn.dialect.name).claim_source, params).first()
             return None if row is None else _source_state(row)
+
+    def claim_sources(
+        self, keys: Sequence[str], now: datetime, owner: str, lease_seconds: float
+    ) -> list[SourceState]:
+        """Lease the named sources now, whatever their due time (or enabled flag), at once.
+
+        ``claim_source`` for many keys in one transaction (``aggregator poll`` claims every
+        source: one transaction instead of one per source). Unknown keys and sources another
+        owner holds an unexpired lease on are left out; the rest come back in ``keys`` order.
+        """
+        params: dict[str, Any] = {
+            "b_now": now,
+            "b_owner": owner,
+            "v_owner": owner,
+            "v_until": now + timedelta(seconds=lease_seconds),
+        }
+        claimed: dict[str, SourceState] = {}
+        with self._write("claim sources") as conn:
+            stmt = _sql(conn.dialect.name).claim_keys
+            for chunk in _chunks(keys):
+                for row in conn.execute(stmt, {**params, "b_values": chunk}):
+                    claimed[row.key] = _source_state(row)
+        return [claimed[k] for k in dict.fromkeys(keys) if k in claimed]
 
     # ------------------------------------------------------------------ planner inputs
 
@@ -425,16 +712,15 @@ class Repository:
         self, source_id: int, item_keys: Sequence[str], canonical_urls: Sequence[str]
     ) -> list[ExistingItem]:
         """Items of ``source_id`` whose key is in ``item_keys`` or URL in ``canonical_urls``."""
-        cols = (items.c.id, items.c.item_key, items.c.canonical_url, items.c.content_hash)
         found: dict[int, ExistingItem] = {}
         with self._read("read existing items") as conn:
-            for column, values in (
-                (items.c.item_key, item_keys),
-                (items.c.canonical_url, [u for u in canonical_urls if u]),
+            sql = _sql(conn.dialect.name)
+            for query, values in (
+                (sql.existing_by_key, item_keys),
+                (sql.existing_by_url, [u for u in canonical_urls if u]),
             ):
                 for chunk in _chunks(values):
-                    query = select(*cols).where(items.c.source_id == source_id, column.in_(chunk))
-                    for r in conn.execute(query):
+                    for r in conn.execute(query, {"b_source": source_id, "b_values": chunk}):
                         found[r.id] = ExistingItem(
                             r.id, r.item_key, r.canonical_url, r.content_hash
                         )
@@ -444,14 +730,10 @@ class Repository:
         """The subset of ``item_keys`` that retention purged from ``source_id``."""
         dead: set[str] = set()
         with self._read("read tombstones") as conn:
+            query = _sql(conn.dialect.name).tombstoned
             for chunk in _chunks(item_keys):
-                dead.update(
-                    conn.execute(
-                        select(tombstones.c.item_key).where(
-                            tombstones.c.source_id == source_id, tombstones.c.item_key.in_(chunk)
-                        )
-                    ).scalars()
-                )
+                params = {"b_source": source_id, "b_values": chunk}
+                dead.update(conn.execute(query, params).scalars())
         return dead
 
     # ------------------------------------------------------------------ apply
@@ -462,39 +744,25 @@ class Repository:
         The source's poll state is written (and its lease cleared) only while ``owner`` still
         holds the lease, when given; items are upserted by ``(source_id, item_key)`` either way.
         Inserted items join the story of a stored item sharing their canonical/external URL, or
-        start a story with a deterministic public id.
+        start a story with a deterministic public id. The number of statements does not grow
+        with the number of items (see ``_apply_items``).
         """
         with self._write("apply update plan") as conn:
-            source_key = conn.execute(
-                select(sources.c.key).where(sources.c.id == plan.source_id)
-            ).scalar()
-            if source_key is None:
-                log.warning("source %s vanished before its update was applied", plan.source_id)
-                return ApplyResult()
-            _write_source_update(conn, plan, now, owner)
-            new = updated = new_stories = 0
-            touched: set[int] = set()  # stories to bump, in one sorted pass (fewer lock waits)
-            for intent in plan.intents:
-                story_id = None
-                if intent.action == "update" and intent.existing_id is not None:
-                    story_id = _update_item(conn, plan.source_id, intent, by_id=True)
-                if story_id is None:  # an insert, a replayed insert, or the row vanished
-                    story_id = _update_item(conn, plan.source_id, intent, by_id=False)
-                if story_id is not None:
-                    updated += 1
-                    touched.add(story_id)
-                    continue
-                inserted, created, story_id = _insert_item(
-                    conn, plan.source_id, source_key, intent, now
+            sql = _sql(conn.dialect.name)
+            source_key = _write_source_update(conn, sql, plan, owner)
+            if source_key is None:  # tell a vanished source from a lost lease
+                source_key = conn.execute(sql.source_key, {"b_id": plan.source_id}).scalar()
+                if source_key is None:
+                    log.warning("source %s vanished before its update was applied", plan.source_id)
+                    return ApplyResult()
+                log.warning(
+                    "source %s: lease of %r lost, poll state not written (items were)",
+                    plan.source_id,
+                    owner,
                 )
-                new += inserted
-                updated += not inserted
-                new_stories += created
-                if not created:
-                    touched.add(story_id)
-            for chunk in _chunks(sorted(touched)):
-                conn.execute(update(stories).where(stories.c.id.in_(chunk)).values(updated_at=now))
-            return ApplyResult(new=new, updated=updated, new_stories=new_stories)
+            if not plan.intents:
+                return ApplyResult()
+            return _apply_items(conn, sql, plan.source_id, source_key, plan.intents, now)
 
     # ------------------------------------------------------------------ reading stories
 
@@ -663,16 +931,19 @@ class Repository:
 
 
 def _write_source_update(
-    conn: Connection, plan: UpdatePlan, now: datetime, owner: str | None
-) -> None:
+    conn: Connection, sql: _Sql, plan: UpdatePlan, owner: str | None
+) -> str | None:
     """Write ``plan.source_update`` and clear the lease (only if ``owner`` still holds it).
 
     ``None`` for ``url``, ``site_url``, ``last_success_at`` and ``mean_gap_seconds`` means "no
     news" and keeps the stored value; ``enabled=False`` disables the source (``True`` never
-    re-enables one a user disabled meanwhile).
+    re-enables one a user disabled meanwhile). Returns the source's key, or None when no row
+    was written (the lease is lost or the source is gone). The SET clause comes from the
+    parameter names, so the statement is built once and compiled once per set of columns.
     """
     upd = plan.source_update
-    values: dict[str, Any] = {
+    params: dict[str, Any] = {
+        "b_id": plan.source_id,
         "status": upd.status,
         "last_error": upd.last_error,
         "error_count": upd.error_count,
@@ -686,15 +957,13 @@ def _write_source_update(
     }
     for name in ("site_url", "last_success_at", "mean_gap_seconds"):
         if getattr(upd, name) is not None:
-            values[name] = getattr(upd, name)
+            params[name] = getattr(upd, name)
     if not upd.enabled:
-        values["enabled"] = False
+        params["enabled"] = False
     if upd.url:
-        holder = conn.execute(
-            select(sources.c.id, sources.c.key).where(sources.c.url == upd.url)
-        ).first()
+        holder = conn.execute(sql.source_by_url, {"b_url": upd.url}).first()
         if holder is None:
-            values["url"] = upd.url
+            params["url"] = upd.url
         elif holder.id != plan.source_id:
             log.warning(
                 "source %s moved to %s, which source %r already polls; URL kept",
@@ -702,108 +971,297 @@ def _write_source_update(
                 upd.url,
                 holder.key,
             )
-    stmt = update(sources).where(sources.c.id == plan.source_id)
+    stmt = sql.source_update
     if owner is not None:
-        stmt = stmt.where(sources.c.lease_owner == owner)
-    if conn.execute(stmt.values(**values)).rowcount == 0:
-        log.warning(
-            "source %s: lease of %r lost, poll state not written (items were)",
-            plan.source_id,
-            owner,
-        )
+        stmt, params["b_owner"] = sql.source_update_leased, owner
+    key = conn.execute(stmt, params).scalar()
+    return None if key is None else str(key)
 
 
-def _update_item(
-    conn: Connection, source_id: int, intent: ItemIntent, *, by_id: bool
-) -> int | None:
-    """Update a stored item in place (by id, or by key); its story id, or None if none matched."""
-    values = _item_values(intent.item)
-    if intent.item.published_at is not None:
-        values["published_at"] = intent.item.published_at
-    where = (
-        items.c.id == intent.existing_id if by_id else items.c.item_key == intent.item_key,
-        items.c.source_id == source_id,
-    )
-    story_id = conn.execute(
-        update(items).where(*where).values(**values).returning(items.c.story_id)
-    ).scalar()
-    return None if story_id is None else int(story_id)
+@dataclass(eq=False)
+class _NewStory:
+    """A story this plan creates; ``id`` is known once the batch insert ran."""
+
+    public_id: str
+    order: int  # creation order: a later-created story has a higher id
+    id: int = 0
+    created: bool = False  # False when another writer created it first (then it is joined)
 
 
-def _insert_item(
-    conn: Connection, source_id: int, source_key: str, intent: ItemIntent, now: datetime
-) -> tuple[bool, bool, int]:
-    """Insert a new item into its story; returns (inserted, created a story, story id).
+_StoryRef = int | _NewStory  # a stored (surviving) story id, or a story this plan creates
 
-    If another writer inserted the same key meanwhile (PostgreSQL race), the row is updated
-    instead and ``inserted`` is False.
+
+def _rank(ref: _StoryRef) -> tuple[int, int]:
+    """Order of preference among candidate stories: lowest stored id, then first created."""
+    return (0, ref) if isinstance(ref, int) else (1, ref.order)
+
+
+def _urls(item: Item) -> list[str]:
+    """The URLs an item is matched on: its canonical URL and its external URL."""
+    return [u for u in (item.canonical_url, item.external_url) if u]
+
+
+def _item_params(item: Item) -> dict[str, Any]:
+    """Parameters of ``_Sql.item_update_*`` for ``item`` (``published_at`` None keeps it)."""
+    params = {f"v_{name}": value for name, value in _item_values(item).items()}
+    params["v_published_at"] = item.published_at
+    return params
+
+
+def _apply_items(
+    conn: Connection,
+    sql: _Sql,
+    source_id: int,
+    source_key: str,
+    intents: Sequence[ItemIntent],
+    now: datetime,
+) -> ApplyResult:
+    """Write a plan's item intents with a constant number of statements.
+
+    One query finds which keys are stored (row-locked on PostgreSQL), one executemany updates
+    them in place, one lookup finds the stories the new items join, one executemany creates the
+    missing stories and one inserts the items. Updates run before inserts (so an item whose URL
+    an edit just changed is matched on the new URL). A second intent for a key inserted by this
+    same plan, and an insert that lost a race with another writer, become updates by key.
     """
-    item = intent.item
-    story_id, created = _story_for(conn, source_key, intent, now)
-    ins = _insert(conn, items).values(
-        source_id=source_id,
-        story_id=story_id,
-        item_key=intent.item_key,
-        published_at=item.published_at or now,
-        collected_at=now,
-        **_item_values(item),
-    )
-    new_id = conn.execute(
-        ins.on_conflict_do_nothing(index_elements=["source_id", "item_key"]).returning(items.c.id)
-    ).scalar()
-    if new_id is not None:
-        return True, created, story_id
-    if created:
-        _delete_empty_stories(conn, [story_id])
-    raced = _update_item(conn, source_id, intent, by_id=False)
-    if raced is None:  # cannot happen: the conflicting row exists in this transaction's view
-        raise StorageError(f"item {intent.item_key!r} of source {source_id} vanished mid-upsert")
-    return False, False, raced
+    by_key, by_id = _stored_rows(conn, sql, source_id, intents)
+    updates: list[tuple[int, ItemIntent]] = []
+    inserts: dict[str, ItemIntent] = {}
+    late: list[ItemIntent] = []
+    for intent in intents:
+        row_id = None
+        if intent.action == "update" and intent.existing_id in by_id:
+            row_id = intent.existing_id
+        elif intent.item_key in by_key:
+            row_id = by_key[intent.item_key]
+        if row_id is not None:
+            updates.append((row_id, intent))
+        elif intent.item_key in inserts:
+            late.append(intent)
+        else:
+            inserts[intent.item_key] = intent
+    touched: set[int] = {by_id[row_id] for row_id, _ in updates}  # stories to bump
+    if updates:
+        conn.execute(sql.item_update_by_id, _update_params(sql, updates))
+    new = new_stories = 0
+    orphans: list[int] = []
+    if inserts:
+        refs = _assign_stories(conn, sql, source_key, list(inserts.values()))
+        created = [r for r in dict.fromkeys(refs.values()) if isinstance(r, _NewStory)]
+        _create_stories(conn, sql, created, now)
+        story_ids = {key: r if isinstance(r, int) else r.id for key, r in refs.items()}
+        rows = [
+            {
+                "source_id": source_id,
+                "story_id": story_ids[key],
+                "item_key": key,
+                "published_at": intent.item.published_at or now,
+                "collected_at": now,
+                **_item_values(intent.item),
+            }
+            for key, intent in inserts.items()
+        ]
+        inserted = set(conn.execute(sql.item_insert, _insert_params(sql, rows)).scalars())
+        born: set[int] = set()
+        for key, intent in inserts.items():
+            ref = refs[key]
+            if key not in inserted:  # another writer inserted this key meanwhile
+                late.append(intent)
+            elif isinstance(ref, _NewStory) and ref.created:
+                born.add(ref.id)
+            else:
+                touched.add(story_ids[key])
+        new, new_stories = len(inserted), len(born)
+        orphans = [r.id for r in created if r.created and r.id not in born]
+    for intent in late:
+        params = {"b_source": source_id, "b_key": intent.item_key, **_item_params(intent.item)}
+        story_id = conn.execute(sql.item_update_by_key, params).scalar()
+        if story_id is None:  # cannot happen: the row exists in this transaction's view
+            raise StorageError(
+                f"item {intent.item_key!r} of source {source_id} vanished mid-upsert"
+            )
+        touched.add(int(story_id))
+    if orphans:
+        _delete_empty_stories(conn, orphans)
+    for chunk in _chunks(sorted(touched)):  # one sorted pass: fewer lock waits between replicas
+        conn.execute(sql.touch_stories, {"b_values": chunk, "v_now": now})
+    return ApplyResult(new=new, updated=len(updates) + len(late), new_stories=new_stories)
 
 
-def _story_for(
-    conn: Connection, source_key: str, intent: ItemIntent, now: datetime
-) -> tuple[int, bool]:
-    """The story a new item joins, or a new one; returns (story id, created).
+def _stored_rows(
+    conn: Connection, sql: _Sql, source_id: int, intents: Sequence[ItemIntent]
+) -> tuple[dict[str, int], dict[int, int]]:
+    """Stored items of the source the intents name: ``{item_key: id}`` and ``{id: story_id}``.
 
-    Joins the story of any stored item (any source) sharing the item's canonical URL or external
-    URL in either role; otherwise inserts a story whose public id derives from the canonical URL,
-    so a replica racing on the same URL hits the unique index and joins instead.
+    Looked up by key, plus by id for update intents whose id the key lookup did not return.
     """
-    canonical, external = intent.item.canonical_url, intent.item.external_url
-    conditions = []
-    if canonical:
-        conditions += [items.c.canonical_url == canonical, items.c.external_url == canonical]
-    if external:
-        conditions += [items.c.canonical_url == external, items.c.external_url == external]
-    if conditions:
-        found = conn.execute(select(func.min(items.c.story_id)).where(or_(*conditions))).scalar()
-        if found is not None:
-            return _resolve_merged(conn, found), False
-    public_id = story_public_id(canonical, source_key, intent.item_key)
-    ins = _insert(conn, stories).values(public_id=public_id, created_at=now, updated_at=now)
-    new_id = conn.execute(
-        ins.on_conflict_do_nothing(index_elements=["public_id"]).returning(stories.c.id)
-    ).scalar()
-    if new_id is not None:
-        return int(new_id), True
-    # Someone (another replica, or an earlier item with this URL) created it: join it.
-    existing = conn.execute(
-        select(stories.c.id).where(stories.c.public_id == public_id)
-    ).scalar_one()
-    return _resolve_merged(conn, existing), False
+    by_key: dict[str, int] = {}
+    by_id: dict[int, int] = {}
+    for chunk in _chunks(i.item_key for i in intents):
+        for row_id, key, story_id in conn.execute(
+            sql.item_rows_by_key, {"b_source": source_id, "b_values": chunk}
+        ):
+            by_key[key], by_id[row_id] = row_id, story_id
+    ids = [
+        i.existing_id for i in intents if i.existing_id is not None and i.existing_id not in by_id
+    ]
+    for id_chunk in _chunks(ids):
+        for row_id, _key, story_id in conn.execute(
+            sql.item_rows_by_id, {"b_source": source_id, "b_values": id_chunk}
+        ):
+            by_id[row_id] = story_id
+    return by_key, by_id
 
 
-def _resolve_merged(conn: Connection, story_id: int) -> int:
-    """Follow ``merged_into`` links to the surviving story."""
-    for _ in range(_MAX_MERGE_HOPS):
-        target = conn.execute(
-            select(stories.c.merged_into).where(stories.c.id == story_id)
-        ).scalar()
-        if target is None:
-            return story_id
-        story_id = target
-    raise StorageError(f"story {story_id}: merged_into chain too long or cyclic")
+def _update_params(sql: _Sql, updates: Sequence[tuple[int, ItemIntent]]) -> Any:
+    """Parameters of ``sql.item_update_by_id``: one row per item id, as if applied in order.
+
+    Several intents for one row collapse into the last one (keeping the latest non-None
+    ``published_at``), which is what running them one after the other would leave.
+    """
+    rows: dict[int, dict[str, Any]] = {}
+    for row_id, intent in updates:
+        published = intent.item.published_at
+        if published is None and row_id in rows:
+            published = rows[row_id]["published_at"]
+        rows[row_id] = {"id": row_id, "published_at": published, **_item_values(intent.item)}
+    if sql.columnar:
+        return {"b_rows": _json_rows(rows.values())}
+    return [
+        {"b_id": row["id"], **{f"v_{k}": v for k, v in row.items() if k != "id"}}
+        for row in rows.values()
+    ]
+
+
+def _insert_params(sql: _Sql, rows: list[dict[str, Any]]) -> Any:
+    """Parameters of ``sql.item_insert`` for ``rows`` (dicts keyed by ``_ITEM_INSERT_COLUMNS``).
+
+    The PostgreSQL form is one JSON document: datetimes become ISO 8601 strings in UTC (what
+    ``UTCDateTime`` would bind), everything else is JSON already.
+    """
+    if not sql.columnar:
+        return rows
+    return {"b_rows": _json_rows(rows)}
+
+
+def _json_rows(rows: Iterable[dict[str, Any]]) -> str:
+    """Row dicts as one JSON array (UTF-8 text, not ``\\u`` escapes) for ``_recordset``."""
+    return json.dumps(
+        [{k: _jsonable(v) for k, v in row.items()} for row in rows], ensure_ascii=False
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` as JSON can carry it: aware datetimes as UTC ISO strings (naive taken as UTC)."""
+    if isinstance(value, datetime):
+        return (
+            value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        ).isoformat()
+    return value
+
+
+def _assign_stories(
+    conn: Connection, sql: _Sql, source_key: str, inserts: Sequence[ItemIntent]
+) -> dict[str, _StoryRef]:
+    """The story each new item joins, by item key, as if the items were inserted in order.
+
+    An item joins the lowest-id story among stored items (any source) whose canonical or
+    external URL equals its canonical or external URL, and among the plan's earlier items that
+    share a URL with it (merged stories are followed to their survivor). Otherwise it gets a
+    ``_NewStory`` with its deterministic public id: created, or joined if that story exists.
+    """
+    by_url: dict[str, int] = {}  # URL -> lowest story id of a stored item carrying it
+    for chunk in _chunks(sorted({u for i in inserts for u in _urls(i.item)})):
+        for url, story_id in conn.execute(sql.url_stories, {"b_values": chunk}):
+            if story_id is not None:
+                by_url[url] = min(story_id, by_url.get(url, story_id))
+    survivor = _merge_survivors(conn, sql, set(by_url.values()))
+    refs: dict[str, _StoryRef] = {}
+    in_plan: dict[str, _StoryRef] = {}  # URL -> best story of this plan's items carrying it
+    new: dict[str, _NewStory] = {}
+    for intent in inserts:
+        urls = _urls(intent.item)
+        candidates: list[_StoryRef] = [by_url[u] for u in urls if u in by_url]
+        candidates += [in_plan[u] for u in urls if u in in_plan]
+        ref: _StoryRef
+        if candidates:
+            best = min(candidates, key=_rank)
+            ref = survivor.get(best, best) if isinstance(best, int) else best
+        else:  # a stored story with this public id is joined by _create_stories
+            public_id = story_public_id(intent.item.canonical_url, source_key, intent.item_key)
+            ref = new.setdefault(public_id, _NewStory(public_id, len(new)))
+        refs[intent.item_key] = ref
+        for url in urls:
+            if url not in in_plan or _rank(ref) < _rank(in_plan[url]):
+                in_plan[url] = ref
+    return refs
+
+
+def _create_stories(conn: Connection, sql: _Sql, new: Sequence[_NewStory], now: datetime) -> None:
+    """Insert the plan's new stories in one batch and fill in their ids.
+
+    ``ON CONFLICT (public_id) DO NOTHING``: a story that exists (created by another replica, or
+    earlier for an item whose URL has changed since) is joined instead (``created`` stays False,
+    merges are followed). Inserted in public-id order, so replicas racing on the
+    same URLs take the unique-index locks in one order and cannot deadlock.
+    """
+    if not new:
+        return
+    ordered = sorted(new, key=lambda s: s.public_id)
+    params: Any = [
+        {"public_id": s.public_id, "created_at": now, "updated_at": now} for s in ordered
+    ]
+    if sql.columnar:
+        params = {"b_values": [s.public_id for s in ordered], "v_now": now}
+    got: dict[str, int] = {pid: sid for pid, sid in conn.execute(sql.story_insert, params)}
+    missing = [s.public_id for s in ordered if s.public_id not in got]
+    for s in ordered:
+        if s.public_id in got:
+            s.id, s.created = got[s.public_id], True
+    if not missing:
+        return
+    found: dict[str, int] = {}
+    for chunk in _chunks(missing):
+        for row in conn.execute(sql.stories_by_public_id, {"b_values": chunk}):
+            if row.id is not None:
+                found[row.public_id] = row.id
+    survivor = _merge_survivors(conn, sql, set(found.values()))
+    for s in ordered:
+        if not s.created:
+            if s.public_id not in found:  # cannot happen: the conflicting row is visible
+                raise StorageError(f"story {s.public_id} vanished mid-insert")
+            s.id = survivor.get(found[s.public_id], found[s.public_id])
+
+
+def _merge_survivors(conn: Connection, sql: _Sql, story_ids: set[int]) -> dict[int, int]:
+    """``{merged story id: surviving story id}`` for those of ``story_ids`` that were merged.
+
+    Follows ``merged_into`` links one level per query (normally a single query that finds none).
+    """
+    parent: dict[int, int] = {}
+    queried: set[int] = set()
+    pending = set(story_ids)
+    for _ in range(_MAX_MERGE_HOPS + 1):
+        if not pending:
+            break
+        queried |= pending
+        found: dict[int, int] = {}
+        for chunk in _chunks(sorted(pending)):
+            for story_id, target in conn.execute(sql.merged_links, {"b_values": chunk}):
+                found[story_id] = target
+        parent.update(found)
+        pending = {t for t in found.values() if t not in queried}
+    survivors: dict[int, int] = {}
+    for start in parent:
+        current = start
+        for _ in range(_MAX_MERGE_HOPS):
+            if current not in parent:
+                break
+            current = parent[current]
+        else:
+            raise StorageError(f"story {start}: merged_into chain too long or cyclic")
+        survivors[start] = current
+    return survivors
 
 
 def _delete_empty_stories(conn: Connection, story_ids: Sequence[int]) -> None:

@@ -1,0 +1,231 @@
+"""Text-similarity story matching in the database (``aggregator.store.matching``).
+
+Runs on real SQLite and real PostgreSQL (``repo`` fixture). Items are written with
+``Repository.apply`` exactly as the pipeline does, then ``match_recent`` runs for that apply.
+Also the identity traps end to end (feed bytes -> ingest -> plan -> apply -> match).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from aggregator.ingest import ingest
+from aggregator.model import Item, ItemIntent, SourceUpdate, UpdatePlan
+from aggregator.plan import keyed_items, plan_items
+from aggregator.settings import SourceConfig
+from aggregator.store import Repository, make_engine
+from aggregator.store.matching import (
+    MatchReport,
+    explain_item,
+    match_recent,
+    merge_stories,
+    render_explanation,
+)
+from aggregator.store.schema import items, stories, story_bands
+from tests.factories import make_item
+
+T0 = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+SINCE = T0 - timedelta(days=30)
+
+
+def add(repo: Repository, key: str) -> int:
+    """Add a source and return its id."""
+    cfg = SourceConfig(key=key, url=f"http://127.0.0.1:9/{key}.xml", name=key.title())
+    return repo.add_source(cfg, T0).id
+
+
+def ok_update(now: datetime) -> SourceUpdate:
+    """A successful poll's source update."""
+    return SourceUpdate(
+        status="ok",
+        last_error=None,
+        error_count=0,
+        next_check_at=now + timedelta(minutes=15),
+        last_fetched_at=now,
+        last_success_at=now,
+    )
+
+
+def put(repo: Repository, source_id: int, now: datetime, *pairs: tuple[str, Item]) -> MatchReport:
+    """Apply inserts for ``pairs`` (key, item) at ``now``, then match them like the pipeline."""
+    intents = tuple(ItemIntent("insert", key, it) for key, it in pairs)
+    repo.apply(UpdatePlan(source_id, ok_update(now), intents), now)
+    return match_recent(repo.engine, source_id, now)
+
+
+def apply_feed(repo: Repository, source_id: int, body: bytes, url: str, now: datetime) -> int:
+    """Feed bytes through ingest -> plan -> apply -> match, as the pipeline does; new items."""
+    got = ingest(body, {}, url, None, now)
+    assert got.error is None, got.error
+    keyed = keyed_items(got.items)
+    existing = repo.existing_items(
+        source_id, [k for k, _ in keyed], [i.canonical_url for _, i in keyed if i.canonical_url]
+    )
+    intents = plan_items(keyed, existing, repo.tombstoned(source_id, [k for k, _ in keyed]))
+    result = repo.apply(UpdatePlan(source_id, ok_update(now), intents), now)
+    match_recent(repo.engine, source_id, now)
+    return result.new
+
+
+def report(n: str, title: str, summary: str = "", published: datetime = T0, **kw: object) -> Item:
+    """An English report at a unique URL."""
+    url = f"https://{n}.example/{abs(hash(title)) % 10**8}"
+    return make_item(
+        guid=url,
+        url=url,
+        title=title,
+        summary_html=f"<p>{summary}</p>",
+        published_at=published,
+        **kw,
+    )
+
+
+APPLE = "Apple releases iOS 18.2 with ChatGPT integration and Genmoji for iPhone users"
+APPLE_B = "Apple releases iOS 18.2 with ChatGPT integration, Genmoji for iPhone"
+LEAD = "The update brings Image Playground and Visual Intelligence to the newest iPhones."
+
+
+def test_similar_reports_of_two_publishers_become_one_story(repo: Repository) -> None:
+    a, b = add(repo, "a"), add(repo, "b")
+    assert put(repo, a, T0, ("a1", report("a", APPLE, LEAD))) == MatchReport(merged=0, indexed=1)
+    first = repo.recent_stories(SINCE, 10)[0]
+    later = T0 + timedelta(hours=2)
+    assert put(repo, b, later, ("b1", report("b", APPLE_B, "Different lead."))).merged == 1
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert story.public_id == first.public_id  # the older story survives with its id
+    assert sorted(i.source_key for i in story.items) == ["a", "b"]
+    with repo.engine.connect() as conn:
+        merged = conn.execute(select(stories).where(stories.c.merged_into.is_not(None))).all()
+        assert [m.merged_into for m in merged] == [story.id]
+        owners = set(conn.execute(select(story_bands.c.story_id).distinct()).scalars())
+        assert owners == {story.id}  # the loser's band rows moved to the survivor
+
+
+def test_conflicting_numbers_same_source_and_window_keep_stories_apart(repo: Repository) -> None:
+    a, b = add(repo, "a"), add(repo, "b")
+    put(repo, a, T0, ("a1", report("a", APPLE, LEAD)))
+    # same wording, other version number: a different release
+    put(repo, b, T0, ("b1", report("b", APPLE.replace("18.2", "18.3"), LEAD)))
+    # the same source again: the identity layer's business, never merged by text
+    put(repo, a, T0 + timedelta(minutes=5), ("a2", report("a2", APPLE_B, LEAD)))
+    # the same text five days later: outside the window
+    late = T0 + timedelta(days=5)
+    put(repo, b, late, ("b2", report("b2", APPLE_B, LEAD, published=late)))
+    assert len(repo.recent_stories(SINCE, 10)) == 4
+
+
+def test_best_candidate_wins_and_index_survives_a_restart(db_url: str, repo: Repository) -> None:
+    a, b, c = add(repo, "a"), add(repo, "b"), add(repo, "c")
+    put(repo, a, T0, ("a1", report("a", APPLE, LEAD)))
+    other = "Apple releases iPadOS 18.2 with ChatGPT integration for iPad Pro users"
+    put(repo, b, T0, ("b1", report("b", other, "Tablets get the features.")))
+    assert len(repo.recent_stories(SINCE, 10)) == 2
+    fresh = make_engine(db_url)  # a new process: nothing but the database is shared
+    try:
+        got = match_recent(fresh, c, T0)  # nothing collected at T0 for c yet
+        assert got == MatchReport(0, 0)
+        repo2 = Repository(fresh)
+        assert put(repo2, c, T0 + timedelta(hours=1), ("c1", report("c", APPLE, ""))).merged == 1
+    finally:
+        fresh.dispose()
+    by_source = {
+        tuple(sorted(i.source_key for i in s.items)) for s in repo.recent_stories(SINCE, 10)
+    }
+    assert by_source == {("a", "c"), ("b",)}
+
+
+def test_merged_story_items_follow_the_survivor(repo: Repository) -> None:
+    a, b, c = add(repo, "a"), add(repo, "b"), add(repo, "c")
+    old = report("a", "Rust 2.0 announced at RustConf keynote in Montreal")
+    put(repo, a, T0, ("a1", old))
+    young = report("b", "Völlig anders: Kubernetes bekommt neuen Scheduler im Release")
+    put(repo, b, T0 + timedelta(minutes=1), ("b1", young))
+    s_old, s_young = sorted(s.id for s in repo.recent_stories(SINCE, 10))
+    with repo.engine.begin() as conn:
+        assert merge_stories(conn, s_young, s_old, T0 + timedelta(hours=1)) == s_old
+        assert merge_stories(conn, s_old, s_young, T0 + timedelta(hours=1)) == s_old  # no-op
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert story.id == s_old and len(story.items) == 2
+    assert story.updated_at == T0 + timedelta(hours=1)
+    # a later report with the merged story's URL joins the survivor (apply follows merged_into)
+    put(repo, c, T0 + timedelta(hours=2), ("c1", replace(young, guid="other-guid")))
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert story.id == s_old and len(story.items) == 3
+    with repo.engine.connect() as conn:
+        stray = conn.execute(
+            select(func.count()).select_from(items).where(items.c.story_id == s_young)
+        ).scalar_one()
+        assert stray == 0
+
+
+def test_explain_shows_candidates_scores_and_threshold(repo: Repository) -> None:
+    a, b, c = add(repo, "a"), add(repo, "b"), add(repo, "c")
+    first, second = report("a", APPLE, LEAD), report("b", APPLE_B, "Other lead.")
+    put(repo, a, T0, ("a1", first))
+    put(repo, b, T0, ("b1", second))
+    near = report("c", APPLE.replace("18.2", "18.3"), LEAD)
+    put(repo, c, T0, ("c1", near))
+    with repo.engine.connect() as conn:
+        (joined,) = explain_item(conn, f"{second.url}?utm_source=x#top")
+        (apart,) = explain_item(conn, near.url or "")
+        assert explain_item(conn, "https://nowhere.example/x") == []
+    assert joined.text_peers[0][0] == "a" and joined.text_peers[0][2].same
+    text = render_explanation(joined)
+    assert "SAME" in text and "threshold 0.60" in text
+    assert apart.candidates and not any(c.decision and c.decision.same for c in apart.candidates)
+    rendered = render_explanation(apart)
+    assert "conflict" in rendered and "different" in rendered and "alone in its story" in rendered
+
+
+# ---------------------------------------------------------------------- identity traps, end to end
+
+
+def _json_feed(*entries: dict[str, object]) -> bytes:
+    """A JSON Feed 1.1 document with ``entries``."""
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "T", "items": list(entries)}
+    return json.dumps(doc).encode()
+
+
+def _entry(guid: str, url: str, title: str, **kw: object) -> dict[str, object]:
+    """One JSON Feed item published at T0."""
+    return {"id": guid, "url": url, "title": title, "date_published": T0.isoformat(), **kw}
+
+
+def test_corrected_title_under_the_same_guid_is_an_update(repo: Repository) -> None:
+    src = add(repo, "pub")
+    url = "https://pub.example/post/1"
+    assert apply_feed(repo, src, _json_feed(_entry("g1", url, "Teh title")), "http://f/", T0) == 1
+    fixed = _json_feed(_entry("g1", url, "The title"))
+    assert apply_feed(repo, src, fixed, "http://f/", T0 + timedelta(hours=1)) == 0
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert [i.title for i in story.items] == ["The title"]
+
+
+def test_same_url_under_two_guids_is_one_item(repo: Repository) -> None:
+    src = add(repo, "pub")
+    url = "https://pub.example/post/2"
+    body = _json_feed(_entry("g1", url, "Same post"), _entry("g2", url + "?utm_medium=rss", "Same"))
+    assert apply_feed(repo, src, body, "http://f/", T0) == 1
+    churned = _json_feed(_entry("g3", url, "Same post"))  # the GUID changed on the next poll
+    assert apply_feed(repo, src, churned, "http://f/", T0 + timedelta(hours=1)) == 0
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert len(story.items) == 1
+
+
+def test_link_blog_with_tracking_and_fragment_joins_the_article_story(repo: Repository) -> None:
+    pub, blog = add(repo, "pub"), add(repo, "blog")
+    article = "https://news.example/2026/11/28/big-story"
+    apply_feed(repo, pub, _json_feed(_entry("p1", article, "Big story")), "http://p/", T0)
+    linked = _entry(
+        "l1",
+        "https://blog.example/linked/big-story",
+        "Worth reading",
+        external_url=f"{article}?utm_source=blog&utm_medium=rss#comments",
+    )
+    apply_feed(repo, blog, _json_feed(linked), "http://b/", T0 + timedelta(hours=1))
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert sorted(i.source_key for i in story.items) == ["blog", "pub"]

@@ -32,6 +32,7 @@ from aggregator.render import FORMATS
 from aggregator.render.opml import parse_opml, render_opml
 from aggregator.settings import Settings, SourceConfig
 from aggregator.store.db import make_engine, upgrade
+from aggregator.stories_cli import stories_app
 
 app = typer.Typer(
     help="Self-hosted feed aggregator: poll publishers, merge stories, serve editions.",
@@ -42,6 +43,7 @@ app = typer.Typer(
 sources_app = typer.Typer(help="Manage sources (publisher feeds).", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(sources_app, name="sources")
+app.add_typer(stories_app, name="stories")
 app.add_typer(db_app, name="db")
 
 out = Console()

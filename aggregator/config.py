@@ -30,6 +30,7 @@ from aggregator.settings import (
     ServerSettings,
     Settings,
     SourceConfig,
+    StoriesSettings,
 )
 from aggregator.ssrf import parse_networks
 
@@ -40,6 +41,7 @@ _SECTIONS: dict[str, type] = {
     "fetch": FetchSettings,
     "schedule": ScheduleSettings,
     "admin": AdminSettings,
+    "stories": StoriesSettings,
 }
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -49,6 +51,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 for _cls in (
     Settings,
     AdminSettings,
+    StoriesSettings,
     ServerSettings,
     FetchSettings,
     ScheduleSettings,

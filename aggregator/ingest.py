@@ -8,9 +8,11 @@ tripped by hostile input, becomes ``Ingested.error`` and is recorded against tha
 from __future__ import annotations
 
 import dataclasses
+from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from aggregator.errors import ParseError
 from aggregator.model import Item, ParsedFeed
@@ -56,4 +58,30 @@ def ingest(
         except Exception:  # one bad entry must not lose the others
             skipped += 1
     gap = mean_gap_seconds([e.published or e.updated for e in feed.entries], now=now)
+    items = keep_distinguishing_fragments(items)
     return Ingested(dataclasses.replace(feed, entries=()), tuple(items), gap, skipped=skipped)
+
+
+def keep_distinguishing_fragments(items: list[Item]) -> list[Item]:
+    """Put the fragment back into canonical URLs where this feed uses it to tell posts apart.
+
+    Canonical URLs drop the fragment (``article#comments`` is the article), but some publishers
+    (Scripting News, day pages of link blogs) give each post of a page its own ``#anchor``.
+    When one feed lists the same fragment-less URL with two or more different fragments, those
+    fragments identify different items and must not be folded into one.
+    """
+    fragments: dict[str, set[str]] = defaultdict(set)
+    for it in items:
+        if it.canonical_url and it.url:
+            fragments[it.canonical_url].add(urlsplit(it.url).fragment)
+    split = {url for url, frags in fragments.items() if len(frags - {""}) > 1}
+    if not split:
+        return items
+    out = []
+    for it in items:
+        if it.canonical_url in split and it.url and urlsplit(it.url).fragment:
+            it = dataclasses.replace(
+                it, canonical_url=f"{it.canonical_url}#{urlsplit(it.url).fragment}"
+            )
+        out.append(it)
+    return out

@@ -28,6 +28,7 @@ from aggregator.model import Fetched, FetchFailed, FetchResult, SourceState, Upd
 from aggregator.plan import answered, build_plan, is_network_failure, keyed_items
 from aggregator.publish import render_all
 from aggregator.settings import Settings
+from aggregator.store.matching import match_recent
 from aggregator.store.repo import Repository
 
 log = logging.getLogger("aggregator.pipeline")
@@ -147,15 +148,10 @@ class Pipeline:
     async def poll_all(self, on_done: Callable[[SourceReport], None] | None = None) -> TickReport:
         """Poll every enabled source once, whether due or not (``aggregator poll``)."""
         sched = self.settings.schedule
-        claimed: list[SourceState] = []
-        for src in await self._in_db(self.repo.list_sources):
-            if not src.enabled:
-                continue
-            got = await self._in_db(
-                self.repo.claim_source, src.key, self.clock.now(), self.owner, sched.lease_seconds
-            )
-            if got is not None:
-                claimed.append(got)
+        keys = [s.key for s in await self._in_db(self.repo.list_sources) if s.enabled]
+        claimed = await self._in_db(
+            self.repo.claim_sources, keys, self.clock.now(), self.owner, sched.lease_seconds
+        )
         return await self.run(claimed, on_done=on_done)
 
     async def run(
@@ -195,7 +191,18 @@ class Pipeline:
                 if batch is not None:
                     batch.record(result)
             plan = await self._plan(source, result, await self._is_outage(result, batch))
-            applied = await self._in_db(self.repo.apply, plan, self.clock.now(), self.owner)
+            now = self.clock.now()
+            applied = await self._in_db(self.repo.apply, plan, now, self.owner)
+            if applied.new and self.settings.stories.match_text:
+                matched = await self._in_db(
+                    match_recent,
+                    self.repo.engine,
+                    plan.source_id,
+                    now,
+                    window=timedelta(days=self.settings.stories.window_days),
+                )
+                if self.metrics is not None and matched.merged:
+                    self.metrics.stories_merged.inc(matched.merged)
             upd = plan.source_update
             rep = SourceReport(
                 source.key,

@@ -53,17 +53,20 @@ def answered(result: FetchResult) -> bool:
 def keyed_items(items: Sequence[Item]) -> list[tuple[str, Item]]:
     """Pair each item with its identity key, dropping repeats inside the batch.
 
-    The same canonical URL under two GUIDs is one item: the first occurrence wins.
+    The same canonical URL under two different GUIDs is one item: the first occurrence wins.
+    Entries that share GUID *and* URL but differ in content are distinct posts of a careless
+    publisher; their keys (content hashes, see ``item_keys``) tell them apart.
     """
     seen_keys: set[str] = set()
-    seen_urls: set[str] = set()
+    guid_of_url: dict[str, str | None] = {}
     out: list[tuple[str, Item]] = []
     for key, item in zip(item_keys(items), items, strict=True):
-        if key in seen_keys or (item.canonical_url and item.canonical_url in seen_urls):
+        url = item.canonical_url
+        if key in seen_keys or (url in guid_of_url and guid_of_url[url] != item.guid):
             continue
         seen_keys.add(key)
-        if item.canonical_url:
-            seen_urls.add(item.canonical_url)
+        if url:
+            guid_of_url.setdefault(url, item.guid)
         out.append((key, item))
     return out
 

@@ -88,6 +88,14 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StoriesSettings:
+    """Grouping reports of the same event from different publishers."""
+
+    match_text: bool = True  # title + summary similarity (MinHash/LSH), beyond URL matches
+    window_days: float = 3.0  # a new report is matched against stories this recent
+
+
+@dataclass(frozen=True, slots=True)
 class AdminSettings:
     """The admin API under /api/: off unless a bearer token is configured."""
 
@@ -109,6 +117,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     fetch: FetchSettings = field(default_factory=FetchSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    stories: StoriesSettings = field(default_factory=StoriesSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     sources: tuple[SourceConfig, ...] = ()
     editions: tuple[EditionConfig, ...] = ()

@@ -165,3 +165,10 @@ def test_network_outage_is_recorded_but_not_counted() -> None:
     # an HTTP error is the publisher's own, outage or not
     http = FetchFailed("https://x/feed", "http_500", "boom", 0.1, status_code=500)
     assert _plan(src, http, outage=True).source_update.error_count == 2
+
+
+def test_same_guid_and_url_with_different_content_are_two_items() -> None:
+    a = make_item(guid="g", url="https://x/day.html#a1", title="First post")
+    b = make_item(guid="g", url="https://x/day.html#a1", title="Second post")
+    assert [it.title for _, it in keyed_items([a, b])] == ["First post", "Second post"]
+    assert len(keyed_items([a, a])) == 1

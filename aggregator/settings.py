@@ -91,7 +91,9 @@ class ServerSettings:
 class StoriesSettings:
     """Grouping reports of the same event from different publishers."""
 
-    match_text: bool = True  # title + summary similarity (MinHash/LSH), beyond URL matches
+    # title + summary similarity (MinHash/LSH) beyond URL matches; off by default until its cost
+    # is bounded (see README "Design notes": stories)
+    match_text: bool = False
     window_days: float = 3.0  # a new report is matched against stories this recent
 
 

@@ -7,12 +7,10 @@ the daemon (``daemon.py``, which adds the scheduler and the web server).
 from __future__ import annotations
 
 import logging
-import multiprocessing
 import os
 import socket
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import asynccontextmanager
 
 from sqlalchemy.engine import Engine
@@ -20,6 +18,7 @@ from sqlalchemy.engine import Engine
 from aggregator.clock import Clock, SystemClock
 from aggregator.fetch import Fetcher
 from aggregator.metrics import Metrics
+from aggregator.parsepool import LazyProcessPool
 from aggregator.pipeline import Pipeline
 from aggregator.settings import Settings
 from aggregator.store.db import make_engine, upgrade
@@ -57,13 +56,19 @@ async def open_pipeline(
     clock: Clock | None = None,
     workers: int | None = None,
     metrics: Metrics | None = None,
+    warm: bool = False,
 ) -> AsyncIterator[Pipeline]:
-    """A ready pipeline with config sources synced into the database; cleans up on exit."""
+    """A ready pipeline with config sources synced into the database; cleans up on exit.
+
+    ``warm`` starts the parse processes now (the daemon) instead of on first use (``poll``).
+    """
     clock = clock or SystemClock()
     engine, repo = open_repository(settings)
     repo.sync_sources(settings.sources, clock.now())
     n = parse_workers(settings) if workers is None else workers
-    executor = _parse_pool(n) if n else None
+    executor = LazyProcessPool(n) if n else None
+    if executor is not None and warm:
+        executor.warm_up()
     try:
         async with Fetcher(settings.fetch) as fetcher:
             pipeline = Pipeline(
@@ -83,18 +88,3 @@ async def open_pipeline(
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
         engine.dispose()
-
-
-def _parse_pool(workers: int) -> ProcessPoolExecutor:
-    """A warmed-up pool of parse processes.
-
-    forkserver (not fork: this process has threads) with the parse modules preloaded, so each
-    worker starts as a cheap fork of an interpreter that already imported feedparser and nh3;
-    the warm-up makes that happen now rather than inside the first tick.
-    """
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["aggregator.ingest"])
-    pool = ProcessPoolExecutor(workers, mp_context=ctx)
-    for future in [pool.submit(os.getpid) for _ in range(workers)]:
-        future.result()
-    return pool

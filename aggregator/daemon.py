@@ -95,7 +95,7 @@ class Runner:
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
     """``aggregator run``: scheduler + HTTP server in one process until SIGTERM/SIGINT."""
     metrics = build_metrics()
-    async with open_pipeline(settings, metrics=metrics) as pipeline:
+    async with open_pipeline(settings, metrics=metrics, warm=True) as pipeline:
         runner = Runner(pipeline, settings.schedule.tick_seconds)
         engine = pipeline.repo.engine
 

@@ -69,6 +69,11 @@ _BLOCK_TAG = re.compile(
     re.IGNORECASE,
 )
 _WHITESPACE = re.compile(r"\s+")
+# An href/src/srcset/cite/poster value that is not absolute (a base is needed to resolve it).
+_RELATIVE_REF = re.compile(
+    r"""(?:href|src|srcset|cite|poster|background)\s*=\s*["']?\s*(?![a-zA-Z][a-zA-Z0-9+.-]*:)""",
+    re.IGNORECASE,
+)
 _TAG_LIKE = re.compile(r"<[a-zA-Z!/?]")
 
 _TEXT_CLEANER = nh3.Cleaner(tags=set(), attributes={}, clean_content_tags=_DROP_CONTENT)
@@ -114,7 +119,10 @@ def sanitize_html(html_text: str, base_url: str | None = None) -> str:
     """
     if not html_text:
         return ""
-    return _cleaner(_absolute_http(base_url)).clean(html_text).strip()
+    # Building a cleaner costs about as much as cleaning an entry, and bases differ per entry:
+    # HTML with no relative URL at all does not need its base, so it shares one cleaner.
+    base = _absolute_http(base_url) if _RELATIVE_REF.search(html_text) else None
+    return _cleaner(base).clean(html_text).strip()
 
 
 def html_to_text(html_text: str) -> str:

@@ -40,7 +40,7 @@ from typing import Any, Literal
 import httpx
 
 from aggregator.clock import Clock, SystemClock
-from aggregator.hosts import HostLimiter
+from aggregator.hosts import HostHeld, HostLimiter
 from aggregator.model import Fetched, FetchFailed, FetchResult, NotModified
 from aggregator.schedule import parse_retry_after
 from aggregator.settings import FetchSettings
@@ -74,6 +74,7 @@ ERROR_CLASSES = (
     "unsupported_scheme",
     "http_<code>",
     "internal",
+    "deferred",
 )
 
 ACCEPT = (
@@ -403,7 +404,30 @@ class Fetcher:
         if last_modified:
             headers["if-modified-since"] = last_modified
         budget = self.settings.total_timeout
-        async with self.limiter.slot(target.host, self._gate):
+        held = self.limiter.held_for(target.host)
+        if held > 0:
+            # The host asked us to wait (Retry-After): answer now instead of sleeping in the
+            # tick; the scheduler retries this source when the hold ends.
+            return self._deferred(url, target.host, held)
+        try:
+            return await self._fetch_in_slot(url, target, headers, budget)
+        except HostHeld as held_exc:  # a hold that began while we queued for the host
+            return self._deferred(url, target.host, held_exc.seconds)
+
+    @staticmethod
+    def _deferred(url: str, host: str, seconds: float) -> FetchFailed:
+        return FetchFailed(
+            url,
+            "deferred",
+            f"{host} asked us to wait (Retry-After): {seconds:.0f} s left",
+            0.0,
+            retry_after_seconds=seconds,
+        )
+
+    async def _fetch_in_slot(
+        self, url: str, target: httpx.URL, headers: dict[str, str], budget: float
+    ) -> FetchResult:
+        async with self.limiter.slot(target.host, self._gate, max_hold=budget):
             started = time.perf_counter()
             deadline = asyncio.timeout(budget)
             try:

@@ -33,6 +33,15 @@ class _HostState:
     active: int = 0
 
 
+class HostHeld(Exception):
+    """The host asked us to wait (Retry-After) longer than the caller is willing to."""
+
+    def __init__(self, host: str, seconds: float) -> None:
+        super().__init__(f"{host} asked us to wait (Retry-After): {seconds:.0f} s left")
+        self.host = host
+        self.seconds = seconds
+
+
 class HostLimiter:
     """Enforces per-host concurrency, a minimum gap between request starts, and holds."""
 
@@ -93,12 +102,20 @@ class HostLimiter:
         return 0 if state is None else state.active
 
     @asynccontextmanager
-    async def slot(self, host: str, gate: asyncio.Semaphore | None = None) -> AsyncIterator[None]:
+    async def slot(
+        self,
+        host: str,
+        gate: asyncio.Semaphore | None = None,
+        *,
+        max_hold: float | None = None,
+    ) -> AsyncIterator[None]:
         """Wait for a free slot of ``host`` and its start time, then run the body.
 
         ``gate`` (the fetcher's global semaphore) is acquired after the host's gap has passed
         and before the start is recorded, so the gap is measured between real request starts
-        and tasks waiting for a polite moment do not occupy global capacity.
+        and tasks waiting for a polite moment do not occupy global capacity. A hold (Retry-After)
+        longer than ``max_hold`` seconds that starts while waiting raises ``HostHeld`` instead
+        of sleeping through it.
         """
         state = self._state(host)
         async with state.semaphore:
@@ -106,6 +123,9 @@ class HostLimiter:
             try:
                 async with state.start_lock:
                     while True:
+                        held = state.hold_until - self._clock()
+                        if max_hold is not None and held > max_hold:
+                            raise HostHeld(host, held)
                         wait = max(state.next_start, state.hold_until) - self._clock()
                         if wait > 0:
                             await asyncio.sleep(wait)

@@ -82,7 +82,7 @@ class TickReport:
 
     @property
     def ok(self) -> int:
-        return sum(1 for s in self.sources if s.status in ("ok", "not_modified"))
+        return sum(1 for s in self.sources if s.status in ("ok", "not_modified", "deferred"))
 
     @property
     def failed(self) -> int:

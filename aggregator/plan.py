@@ -35,7 +35,7 @@ NETWORK_ERRORS = frozenset({"dns", "connect", "timeout", "tls"})
 class Outcome:
     """How a fetch ended, reduced to what the source state records."""
 
-    status: str  # ok | not_modified | error | gone
+    status: str  # ok | not_modified | deferred | error | gone
     error: str | None = None
     counted: bool = True  # False: a local network outage, not held against the source
 
@@ -110,6 +110,8 @@ def classify(
     lately: a network failure is then recorded but not counted against this source.
     """
     if isinstance(result, FetchFailed):
+        if result.error_class == "deferred":  # the host's Retry-After: not this source's fault
+            return Outcome("deferred", result.message, counted=False)
         if result.status_code == 410:
             return Outcome("gone", f"{result.error_class}: {result.message}")
         if outage and is_network_failure(result):
@@ -161,7 +163,8 @@ def source_update(
     mean_gap = mean_gap or source.mean_gap_seconds
     when = next_check(
         now,
-        outcome=outcome.status,  # type: ignore[arg-type]
+        # a deferred source is simply due again once its host's hold is over
+        outcome="not_modified" if outcome.status == "deferred" else outcome.status,  # type: ignore[arg-type]
         settings=settings,
         fixed_interval=float(source.interval_seconds) if source.interval_seconds else None,
         mean_gap=mean_gap,
@@ -179,7 +182,7 @@ def source_update(
         etag=fetched.etag if fetched and not failed else source.etag,
         last_modified=fetched.last_modified if fetched and not failed else source.last_modified,
         body_hash=body_hash if outcome.status == "ok" else source.body_hash,
-        last_success_at=now if not failed else source.last_success_at,
+        last_success_at=now if outcome.status in ("ok", "not_modified") else source.last_success_at,
         url=fetched.permanent_url if fetched and fetched.permanent_url else None,
         site_url=(feed.link if feed is not None and feed.link else source.site_url),
         enabled=outcome.status != "gone",

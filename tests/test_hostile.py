@@ -591,12 +591,6 @@ def test_cli_sources_list_shows_status_and_last_error(run: Run) -> None:
 # --------------------------------------------------------------------------- a held host
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Fetcher.fetch waits for a Retry-After hold on the host before its total_timeout "
-    "starts, so one 503 with Retry-After blocks the whole tick (and, with max_instances=1, "
-    "the daemon) for up to an hour when a neighbour on the same host is due",
-)
 async def test_a_retry_after_hold_does_not_stall_the_tick(tmp_path: Path) -> None:
     """A 503 + Retry-After on one feed must not freeze polling of its host's other feeds."""
     with FeedServer() as server:

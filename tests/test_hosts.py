@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aggregator.hosts import MAX_HOLD_SECONDS, HostLimiter
+from aggregator.hosts import MAX_HOLD_SECONDS, HostHeld, HostLimiter
 
 
 async def _run(
@@ -141,3 +141,18 @@ def test_rejects_invalid_limits() -> None:
         HostLimiter(0, 1.0)
     with pytest.raises(ValueError):
         HostLimiter(1, -1.0)
+
+
+async def test_a_long_hold_that_starts_while_queued_raises_instead_of_sleeping() -> None:
+    limiter = HostLimiter(1, 0.0)
+
+    async def queued() -> None:
+        async with limiter.slot("h", max_hold=1.0):
+            pass
+
+    async with limiter.slot("h"):
+        task = asyncio.create_task(queued())
+        await asyncio.sleep(0.01)
+        limiter.hold("h", 60)
+    with pytest.raises(HostHeld, match="asked us to wait"):
+        await asyncio.wait_for(task, 1.0)

@@ -172,3 +172,13 @@ def test_same_guid_and_url_with_different_content_are_two_items() -> None:
     b = make_item(guid="g", url="https://x/day.html#a1", title="Second post")
     assert [it.title for _, it in keyed_items([a, b])] == ["First post", "Second post"]
     assert len(keyed_items([a, a])) == 1
+
+
+def test_deferred_by_a_host_hold_is_not_an_error() -> None:
+    src = _source(error_count=2, status="error", etag='"e"')
+    held = FetchFailed(
+        "https://x/feed", "deferred", "x asked us to wait", 0.0, retry_after_seconds=600
+    )
+    up = _plan(src, held).source_update
+    assert (up.status, up.error_count, up.etag) == ("deferred", 2, '"e"')
+    assert up.next_check_at >= T0 + timedelta(seconds=600)

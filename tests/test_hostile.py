@@ -458,13 +458,6 @@ def test_gone_disables_the_source_and_keeps_its_items(run: Run) -> None:
     assert len(items_of(run, "turns-gone")) == 4
 
 
-SYNC_XFAIL = (
-    "Repository.sync_sources writes the config's url and enabled over the poller's state on "
-    "every config sync, so any CLI command (even `sources list`) or daemon start "
-)
-
-
-@pytest.mark.xfail(strict=True, reason=SYNC_XFAIL + "re-enables a source disabled by 410")
 def test_gone_source_stays_disabled_after_a_config_sync(run: Run) -> None:
     assert run.after_cli["http-410"].status == "gone"
     assert not run.after_cli["http-410"].enabled
@@ -473,11 +466,6 @@ def test_gone_source_stays_disabled_after_a_config_sync(run: Run) -> None:
     assert "(disabled)" in row
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=SYNC_XFAIL + "moves a permanently redirected source back (and drops its "
-    "validators, so the next poll is a full GET through the redirects again)",
-)
 def test_permanent_redirect_survives_a_config_sync(run: Run) -> None:
     moved = run.after_cli["redirect-permanent"]
     assert moved.url == run.final["redirect-permanent"].url

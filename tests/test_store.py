@@ -707,3 +707,24 @@ def test_claim_sources_claims_many_at_once_and_respects_leases(repo: Repository)
     again = repo.claim_sources(["a", "b"], T0 + timedelta(seconds=61), "w3", 60)
     assert [s.key for s in again] == ["a", "b"]  # expired leases
     assert repo.claim_sources([], T0, "w1", 60) == []
+
+
+def test_sync_keeps_what_polling_learned(repo: Repository) -> None:
+    """A restart's config sync must not undo a permanent redirect or a 410 disable."""
+    repo.sync_sources([cfg("a"), cfg("b")], T0)
+    a, b = repo.get_source("a"), repo.get_source("b")
+    assert a is not None and b is not None
+    moved = replace(plan(a.id, T0).source_update, url="http://127.0.0.1:9/moved.xml", etag='"m"')
+    repo.apply(UpdatePlan(a.id, moved), T0)
+    gone = replace(plan(b.id, T0).source_update, status="gone", enabled=False)
+    repo.apply(UpdatePlan(b.id, gone), T0)
+    repo.sync_sources([cfg("a"), cfg("b")], T0 + timedelta(hours=1))
+    a2, b2 = repo.get_source("a"), repo.get_source("b")
+    assert a2 is not None and a2.url == "http://127.0.0.1:9/moved.xml" and a2.etag == '"m"'
+    assert b2 is not None and not b2.enabled
+    # an actual config change still applies
+    repo.sync_sources([cfg("a", url="http://127.0.0.1:9/other.xml"), cfg("b", enabled=False)], T0)
+    repo.sync_sources([cfg("a", url="http://127.0.0.1:9/other.xml"), cfg("b")], T0)
+    a3, b3 = repo.get_source("a"), repo.get_source("b")
+    assert a3 is not None and a3.url == "http://127.0.0.1:9/other.xml" and a3.etag is None
+    assert b3 is not None and b3.enabled

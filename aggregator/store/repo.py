@@ -525,6 +525,8 @@ class Repository:
                     "interval_seconds": cfg.interval_seconds,
                     "enabled": cfg.enabled,
                     "origin": "config",
+                    "config_url": cfg.url,
+                    "config_enabled": cfg.enabled,
                 }
                 row = rows.get(cfg.key)
                 holder = by_url.get(cfg.url)
@@ -549,8 +551,15 @@ class Repository:
                         )
                     )
                     continue
-                if row.url != cfg.url:  # a different feed: forget validators, poll it now
+                # Only what the config *changed* is applied: polling may have moved the source
+                # (permanent redirect) or disabled it (410), and a restart must not undo that.
+                configured_url = row.config_url or row.url
+                if cfg.url == configured_url:
+                    values["url"] = row.url
+                elif row.url != cfg.url:  # a different feed: forget validators, poll it now
                     values.update(etag=None, last_modified=None, body_hash=None, next_check_at=now)
+                if cfg.enabled == row.config_enabled and cfg.url == configured_url:
+                    values["enabled"] = row.enabled
                 conn.execute(update(SOURCES).where(SOURCES.c.id == row.id).values(**values))
                 kept.add(row.id)
                 by_url.pop(row.url, None)
@@ -561,7 +570,11 @@ class Repository:
                 if r.origin == "config" and r.enabled and r.id not in kept and r.key not in wanted
             ]
             for chunk in _chunks(dropped):
-                conn.execute(update(SOURCES).where(SOURCES.c.id.in_(chunk)).values(enabled=False))
+                conn.execute(
+                    update(SOURCES)
+                    .where(SOURCES.c.id.in_(chunk))
+                    .values(enabled=False, config_enabled=False)  # as if the config said so
+                )
 
     def add_source(self, cfg: SourceConfig, now: datetime, origin: str = "api") -> SourceState:
         """Add one source (due now). Raises ``DuplicateSourceError`` if the key or URL exists."""

@@ -85,6 +85,10 @@ sources = Table(
     Column("interval_seconds", Integer),
     Column("enabled", Boolean, nullable=False, default=True),
     Column("origin", String(16), nullable=False),  # config | api
+    # What the config file last said (url, enabled), so a sync applies only config *changes*
+    # and never undoes what polling learned (a permanent redirect, a 410 that disabled it).
+    Column("config_url", Text),
+    Column("config_enabled", Boolean),
     Column("site_url", Text),
     Column("status", String(32), nullable=False, default="new"),
     Column("last_error", Text),

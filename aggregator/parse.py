@@ -35,6 +35,7 @@ from urllib.parse import urljoin, urlsplit
 
 import feedparser
 
+from aggregator.charset import repair_encoding
 from aggregator.errors import ParseError
 from aggregator.model import ParsedEntry, ParsedFeed
 from aggregator.sanitize import html_to_text, strip_markup
@@ -451,6 +452,7 @@ def _describe_failure(result: Mapping[str, Any], body: bytes) -> str:
 
 
 def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
+    body, headers = repair_encoding(body, headers)
     _check_entities(body)
     location = headers.get("content-location")
     doc_base = urljoin(url, location) if location else url

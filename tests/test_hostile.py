@@ -527,30 +527,19 @@ def test_ten_megabyte_entry_is_stored_within_limits(run: Run) -> None:
     assert 100_000 < len(huge.summary_html + huge.content_html) <= 2 * MAX_HTML_CHARS + 100
 
 
-CHARSET_XFAIL = (
-    "parse.py hands undecodable bytes to feedparser, whose last resort is windows-1252 / "
-    "iso-8859-2: every Chinese title is stored as mojibake"
-)
-
-
 @pytest.mark.parametrize(
     "key",
     [
         "gbk-declared-as-utf8",
         "utf8-as-gbk",
-        pytest.param("gbk-as-utf8", marks=pytest.mark.xfail(strict=True, reason=CHARSET_XFAIL)),
-        pytest.param("gbk-no-charset", marks=pytest.mark.xfail(strict=True, reason=CHARSET_XFAIL)),
+        "gbk-as-utf8",
+        "gbk-no-charset",
     ],
 )
 def test_wrong_or_missing_charset_gives_readable_titles(run: Run, key: str) -> None:
     assert [r.title for r in items_of(run, key)] == list(ZH_TITLES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="three invalid bytes in one title make feedparser decode the whole UTF-8 document "
-    "as iso-8859-2: every item of the feed is stored as mojibake",
-)
 def test_invalid_utf8_bytes_damage_only_their_own_text(run: Run) -> None:
     titles = [r.title for r in items_of(run, "invalid-utf8")]
     assert titles[0] == ZH_TITLES[0] and titles[2] == ZH_TITLES[2]

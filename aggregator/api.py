@@ -36,7 +36,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from aggregator.clock import Clock
-from aggregator.config import default_key
+from aggregator.config import default_key, free_key
 from aggregator.errors import AggregatorError, ConfigError, SourceURLRejected, StorageError
 from aggregator.model import SourceState
 from aggregator.pipeline import Pipeline, SourceReport
@@ -326,14 +326,6 @@ def edition_out(edition: EditionConfig, base_url: str) -> EditionOut:
         html_url=f"{base}/editions/{edition.name}",
         feeds=FeedLinks(rss=f"{feed}.rss", atom=f"{feed}.atom", json=f"{feed}.json"),
     )
-
-
-def free_key(base: str, taken: set[str]) -> str:
-    """``base``, or ``base-2``, ``base-3`` ... whichever is not ``taken``."""
-    key, n = base, 2
-    while key in taken:
-        key, n = f"{base}-{n}", n + 1
-    return key
 
 
 # --------------------------------------------------------------------------- auth

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
@@ -23,7 +25,7 @@ from rich.table import Table
 from aggregator import __version__
 from aggregator.app import open_pipeline, open_repository
 from aggregator.clock import SystemClock
-from aggregator.config import default_key, load_settings
+from aggregator.config import default_key, free_key, load_settings
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.logsetup import setup_logging
 from aggregator.pipeline import SourceReport, TickReport
@@ -32,6 +34,7 @@ from aggregator.render import FORMATS
 from aggregator.render.opml import parse_opml, render_opml
 from aggregator.settings import Settings, SourceConfig
 from aggregator.store.db import make_engine, upgrade
+from aggregator.store.repo import Repository
 from aggregator.stories_cli import stories_app
 
 app = typer.Typer(
@@ -58,6 +61,7 @@ ConfigOpt = Annotated[
         show_default=False,
     ),
 ]
+OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")]
 _state: dict[str, str | None] = {"config": None}
 
 
@@ -65,6 +69,23 @@ def _settings(config: str | None) -> Settings:
     settings = load_settings(config or _state["config"])
     setup_logging(settings.log_format, settings.log_level)
     return settings
+
+
+@contextmanager
+def _repository(settings: Settings, *, sync: bool = False) -> Iterator[Repository]:
+    """A migrated repository for one command (config sources synced first if ``sync``)."""
+    engine, repo = open_repository(settings)
+    try:
+        if sync:
+            repo.sync_sources(settings.sources, SystemClock().now())
+        yield repo
+    finally:
+        engine.dispose()
+
+
+def _write(body: bytes, output: Path | None) -> None:
+    """Bytes to ``output``, or to stdout when no file is given."""
+    _write(body, output)
 
 
 def _fail(exc: AggregatorError) -> typer.Exit:
@@ -170,9 +191,7 @@ async def _poll(settings: Settings) -> TickReport:
 def export(
     edition: Annotated[str, typer.Argument(help="Edition name from the config.")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="rss, atom or json.")] = "rss",
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
-    ] = None,
+    output: OutputOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Render one edition from the database now and write it out."""
@@ -186,14 +205,11 @@ def export(
             raise ConfigError(
                 f"{settings.config_path}: no edition named {edition!r} (have {names})"
             )
-        engine, repo = open_repository(settings)
-        try:
+        with _repository(settings) as repo:
             now = SystemClock().now()
             stories = repo.recent_stories(
                 now - timedelta(days=eds[0].max_age_days), eds[0].limit * 20
             )
-        finally:
-            engine.dispose()
         snaps = render_all(eds, stories, base_url=settings.server.base_url, now=now)
         body = next(s.body for s in snaps if s.format == fmt)
     except AggregatorError as exc:
@@ -214,12 +230,8 @@ def sources_list(config: ConfigOpt = None) -> None:
     """Every source with its status, last error and next check."""
     try:
         settings = _settings(config)
-        engine, repo = open_repository(settings)
-        try:
-            repo.sync_sources(settings.sources, SystemClock().now())
+        with _repository(settings, sync=True) as repo:
             rows = repo.list_sources()
-        finally:
-            engine.dispose()
     except AggregatorError as exc:
         raise _fail(exc) from exc
     table = Table()
@@ -254,11 +266,8 @@ def sources_add(
         cfg = _source_config(
             url, name=name, key=key, language=language, weight=weight, tags=tuple(tag or ())
         )
-        engine, repo = open_repository(settings)
-        try:
+        with _repository(settings) as repo:
             state = repo.add_source(cfg, SystemClock().now())
-        finally:
-            engine.dispose()
     except AggregatorError as exc:
         raise _fail(exc) from exc
     out.print(f"added {state.key}: {state.url}")
@@ -290,11 +299,8 @@ def sources_remove(
     """Remove a source and its items."""
     try:
         settings = _settings(config)
-        engine, repo = open_repository(settings)
-        try:
+        with _repository(settings) as repo:
             removed = repo.remove_source(key)
-        finally:
-            engine.dispose()
     except AggregatorError as exc:
         raise _fail(exc) from exc
     if not removed:
@@ -312,9 +318,8 @@ def sources_import_opml(
     try:
         settings = _settings(config)
         outlines = parse_opml(file.read_bytes())
-        engine, repo = open_repository(settings)
         added = skipped = 0
-        try:
+        with _repository(settings) as repo:
             known_urls = {s.url for s in repo.list_sources()}
             known_keys = {s.key for s in repo.list_sources()}
             now = SystemClock().now()
@@ -322,9 +327,7 @@ def sources_import_opml(
                 if o.url in known_urls:
                     skipped += 1
                     continue
-                key, n = default_key(o.url), 2
-                while key in known_keys:
-                    key, n = f"{default_key(o.url)}-{n}", n + 1
+                key = free_key(default_key(o.url), known_keys)
                 cfg = _source_config(
                     o.url,
                     name=o.title,
@@ -337,8 +340,6 @@ def sources_import_opml(
                 known_urls.add(o.url)
                 known_keys.add(key)
                 added += 1
-        finally:
-            engine.dispose()
     except AggregatorError as exc:
         raise _fail(exc) from exc
     out.print(f"imported {added} sources ({skipped} already present)")
@@ -346,26 +347,17 @@ def sources_import_opml(
 
 @sources_app.command("export-opml")
 def sources_export_opml(
-    output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File (default stdout).")
-    ] = None,
+    output: OutputOpt = None,
     config: ConfigOpt = None,
 ) -> None:
     """Write every source as OPML."""
     try:
         settings = _settings(config)
-        engine, repo = open_repository(settings)
-        try:
-            repo.sync_sources(settings.sources, SystemClock().now())
+        with _repository(settings, sync=True) as repo:
             body = render_opml(repo.list_sources(), "aggregator sources")
-        finally:
-            engine.dispose()
     except AggregatorError as exc:
         raise _fail(exc) from exc
-    if output is None:
-        sys.stdout.buffer.write(body)
-    else:
-        output.write_bytes(body)
+    _write(body, output)
 
 
 # ---------------------------------------------------------------------------- db

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -167,6 +167,14 @@ def default_key(url: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", host.lower()).strip("-")[:48] or "source"
 
 
+def free_key(base: str, taken: Collection[str]) -> str:
+    """``base``, or ``base-2``, ``base-3`` ... whichever is not ``taken``."""
+    key, n = base, 2
+    while key in taken:
+        key, n = f"{base}-{n}", n + 1
+    return key
+
+
 def _prepare_sources(raw: dict[str, Any], cfg_path: str) -> None:
     """Fill in derived source fields (key, name, interval) before type validation."""
     sources = raw.get("sources", [])
@@ -180,9 +188,7 @@ def _prepare_sources(raw: dict[str, Any], cfg_path: str) -> None:
         if not isinstance(url, str) or not url:
             raise ConfigError(f"{cfg_path}: sources[{i}].url: missing (every source needs a url)")
         if "key" not in src:
-            key, n = default_key(url), 2
-            while key in taken:
-                key, n = f"{default_key(url)}-{n}", n + 1
+            key = free_key(default_key(url), taken)
             src["key"] = key
             taken.add(key)
         src.setdefault("name", src["key"])

@@ -18,9 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aggregator.api import DaemonAdmin, create_admin_router, free_key, token_matches
+from aggregator.api import DaemonAdmin, create_admin_router, token_matches
 from aggregator.app import open_pipeline
 from aggregator.clock import FixedClock
+from aggregator.config import free_key
 from aggregator.errors import ConfigError
 from aggregator.pipeline import Pipeline
 from aggregator.settings import (

@@ -85,7 +85,12 @@ def _repository(settings: Settings, *, sync: bool = False) -> Iterator[Repositor
 
 def _write(body: bytes, output: Path | None) -> None:
     """Bytes to ``output``, or to stdout when no file is given."""
-    _write(body, output)
+    if output is None:
+        sys.stdout.buffer.write(body)
+        sys.stdout.flush()
+    else:
+        output.write_bytes(body)
+        err.print(f"wrote {len(body)} bytes to {output}")
 
 
 def _fail(exc: AggregatorError) -> typer.Exit:

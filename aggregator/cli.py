@@ -219,12 +219,7 @@ def export(
         body = next(s.body for s in snaps if s.format == fmt)
     except AggregatorError as exc:
         raise _fail(exc) from exc
-    if output is None:
-        sys.stdout.buffer.write(body)
-        sys.stdout.flush()
-    else:
-        output.write_bytes(body)
-        err.print(f"wrote {len(body)} bytes to {output}")
+    _write(body, output)
 
 
 # ---------------------------------------------------------------------------- sources

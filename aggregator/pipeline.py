@@ -193,6 +193,9 @@ class Pipeline:
             plan = await self._plan(source, result, await self._is_outage(result, batch))
             now = self.clock.now()
             applied = await self._in_db(self.repo.apply, plan, now, self.owner)
+            if self.metrics is not None and applied.new > applied.new_stories:
+                # reports that joined a story already told by someone (URL or link-blog match)
+                self.metrics.stories_merged.inc(applied.new - applied.new_stories)
             if applied.new and self.settings.stories.match_text:
                 matched = await self._in_db(
                     match_recent,

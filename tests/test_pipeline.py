@@ -7,6 +7,7 @@ from pathlib import Path
 
 from aggregator.app import open_pipeline
 from aggregator.config import load_settings
+from aggregator.metrics import build_metrics
 from tests.servers import FeedServer
 
 DATA = Path(__file__).resolve().parent / "data" / "e2e"
@@ -53,3 +54,26 @@ async def test_failing_source_is_counted_when_others_answer(tmp_path: Path, db_u
     assert by_key["s0"].status == "ok"
     assert by_key["s1"].error_count == 1 and "connect" in (by_key["s1"].last_error or "")
     assert by_key["s2"].error_count == 1 and "http_404" in (by_key["s2"].last_error or "")
+
+
+async def test_metrics_count_fetches_items_merges_and_renders(tmp_path: Path, db_url: str) -> None:
+    with FeedServer() as server:
+        server.serve_dir("/own", DATA)
+        urls = [server.url("/own/ithome.rss.xml"), server.url("/own/verge.atom.xml")]
+        settings = settings_for(tmp_path, db_url, urls)
+        metrics = build_metrics()
+        async with open_pipeline(settings, workers=0, metrics=metrics) as pipeline:
+            await pipeline.poll_all()
+            await pipeline.poll_all()
+
+    def value(name: str, **labels: str) -> float:
+        got = metrics.registry.get_sample_value(name, labels)
+        return 0.0 if got is None else got
+
+    assert value("aggregator_fetches_total", outcome="200") == 2
+    assert value("aggregator_fetches_total", outcome="304") == 2
+    assert value("aggregator_items_total", kind="new") == 5
+    assert value("aggregator_stories_merged_total") == 1  # The Verge joins IT之家's DeepSeek story
+    assert value("aggregator_export_renders_total", edition="all", format="atom") == 1
+    assert value("aggregator_sources", status="not_modified") == 2
+    assert value("aggregator_fetch_seconds_count") == 4

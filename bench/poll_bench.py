@@ -90,7 +90,7 @@ def run_measured(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float,
     return elapsed, peak, out.decode()
 
 
-def write_config(path: Path, port: int, n: int, db: Path) -> None:
+def write_config(path: Path, port: int, n: int, db: Path, match_text: bool = False) -> None:
     lines = [
         f'database_url = "sqlite:///{db}"',
         'log_format = "json"',
@@ -101,6 +101,8 @@ def write_config(path: Path, port: int, n: int, db: Path) -> None:
         "per_host_delay = 0.0",
         "[schedule]",
         f"batch_size = {n}",
+        "[stories]",
+        f"match_text = {'true' if match_text else 'false'}",
     ]
     for i in range(n):
         lines += ["[[sources]]", f'key = "pub{i}"', f'url = "http://127.0.0.1:{port}/feed/{i}"']
@@ -136,6 +138,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--feeds", type=int, default=200)
     parser.add_argument("--reader-python", default=None)
+    parser.add_argument(
+        "--match-text", action="store_true", help="turn on [stories] match_text (text matching)"
+    )
     args = parser.parse_args()
     n = args.feeds
     port = free_port()
@@ -150,7 +155,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             config, db = work / "agg.toml", work / "agg.db"
-            write_config(config, port, n, db)
+            write_config(config, port, n, db, args.match_text)
             rdb = work / "reader.sqlite"
             seed = 1
             for phase in ("cold", "warm", "tick"):
@@ -170,7 +175,7 @@ def main() -> None:
                             rbefore = conn.execute("select count(*) from entries").fetchone()[0]
                     results.append(reader_peer(phase, args.reader_python, port, n, rdb, rbefore))
                     print(results[-1].row(), file=sys.stderr)
-        print(f"\nN = {n} feeds, {os.cpu_count()} CPUs\n")
+        print(f"\nN = {n} feeds, {os.cpu_count()} CPUs, match_text={args.match_text}\n")
         print("| tool | phase | feeds | wall s | feeds/s | items new | items/s | peak RSS MB |")
         print("|---|---|---|---|---|---|---|---|")
         for r in results:

@@ -8,6 +8,7 @@ Also the identity traps end to end (feed bytes -> ingest -> plan -> apply -> mat
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -19,6 +20,7 @@ from aggregator.plan import keyed_items, plan_items
 from aggregator.settings import SourceConfig
 from aggregator.store import Repository, make_engine
 from aggregator.store.matching import (
+    MAX_TEXT_STORY,
     MatchReport,
     explain_item,
     match_recent,
@@ -229,3 +231,75 @@ def test_link_blog_with_tracking_and_fragment_joins_the_article_story(repo: Repo
     apply_feed(repo, blog, _json_feed(linked), "http://b/", T0 + timedelta(hours=1))
     (story,) = repo.recent_stories(SINCE, 10)
     assert sorted(i.source_key for i in story.items) == ["blog", "pub"]
+
+
+# ---------------------------------------------------------------------- bounded work
+
+
+def test_look_alikes_end_in_bounded_stories_and_stay_fast(repo: Repository) -> None:
+    """Near-identical reports from as many sources (2.4x the cap): text-only merges stop at
+    MAX_TEXT_STORY, so no mega-story absorbs them all, and each item is judged against a
+    bounded set (the run stays fast)."""
+    started = time.perf_counter()
+    total = 2 * MAX_TEXT_STORY + 20
+    for n in range(total):
+        src = add(repo, f"s{n}")
+        title = f"{APPLE} ({'!' * (n % 3)})"
+        put(repo, src, T0 + timedelta(seconds=n), (f"k{n}", report(f"s{n}", title, LEAD)))
+    elapsed = time.perf_counter() - started
+    with repo.engine.connect() as conn:
+        sizes = list(
+            conn.execute(
+                select(func.count())
+                .select_from(items)
+                .group_by(items.c.story_id)
+                .order_by(func.count().desc())
+            ).scalars()
+        )
+    assert sum(sizes) == total
+    assert max(sizes) <= MAX_TEXT_STORY
+    assert len(sizes) >= 3  # a handful of capped stories, not one
+    assert sizes[0] == MAX_TEXT_STORY  # and the text matching did merge them
+    assert elapsed < 15, f"{total} look-alike applies took {elapsed:.1f} s"
+
+
+def test_one_apply_merges_each_story_at_most_once_per_source(repo: Repository) -> None:
+    """Two new items of one source whose best candidate is the same story: only the first joins
+    it (one publisher does not report one event twice), the other stays apart."""
+    a, b = add(repo, "a"), add(repo, "b")
+    put(repo, a, T0, ("a1", report("a", APPLE, LEAD)))
+    got = put(
+        repo,
+        b,
+        T0 + timedelta(hours=1),
+        ("b1", report("b", APPLE_B, LEAD)),
+        ("b2", report("b2", APPLE_B + " today", LEAD)),
+    )
+    assert got == MatchReport(merged=1, indexed=2)
+    sizes = sorted(len(s.items) for s in repo.recent_stories(SINCE, 10))
+    assert sizes == [1, 2]
+
+
+def test_one_apply_merges_into_several_stories_at_once(repo: Repository) -> None:
+    """The batched merge path: one apply's items join two different older stories, whose
+    public ids survive."""
+    a, c, b = add(repo, "a"), add(repo, "c"), add(repo, "b")
+    other = "Nvidia unveils Blackwell Ultra GPU for data centers at GTC keynote in San Jose"
+    first, second = report("a", APPLE, LEAD), report("c", other, "Faster training.")
+    put(repo, a, T0, ("a1", first))
+    put(repo, c, T0, ("c1", second))
+    ids = {s.public_id for s in repo.recent_stories(SINCE, 10)}
+    got = put(
+        repo,
+        b,
+        T0 + timedelta(hours=1),
+        ("b1", report("b", APPLE_B, "Other lead.")),
+        ("b2", report("b2", other.replace(" in San Jose", ""), "More.")),
+    )
+    assert got == MatchReport(merged=2, indexed=2)
+    stories_now = repo.recent_stories(SINCE, 10)
+    assert {s.public_id for s in stories_now} == ids
+    assert sorted(tuple(sorted(i.source_key for i in s.items)) for s in stories_now) == [
+        ("a", "b"),
+        ("b", "c"),
+    ]

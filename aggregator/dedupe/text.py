@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import sys
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,8 +177,10 @@ _STOPWORD_TEXT = (
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 
+@lru_cache(maxsize=16_384)
 def stem(word: str) -> str:
-    """A light English stemmer: enough to make plural, -ed and -ing forms meet."""
+    """A light English stemmer: enough to make plural, -ed and -ing forms meet (memoized in a
+    bounded cache: words follow Zipf's law)."""
     if word.endswith("'s"):
         word = word[:-2]
     if len(word) > 4 and word.endswith("ies"):
@@ -278,7 +281,9 @@ def features(text: str) -> TextFeatures:
         run.append(unit[2:])
     flush()
     return TextFeatures(
-        shingles=frozenset(shingles),
+        # interned: the same few thousand shingles recur in every text, so cached features
+        # share one copy of each string
+        shingles=frozenset(map(sys.intern, shingles)),
         strong={k: frozenset(v) for k, v in strong.items()},
         entities=frozenset(entities),
         cjk_chars=cjk_chars,

@@ -7,14 +7,22 @@ found no story by URL, looks up candidate stories sharing a MinHash LSH band key
 judges each candidate's reports with :func:`aggregator.dedupe.stories.decide` and merges the
 item's story into the best matching one.
 
-Rules that keep it precise and cheap:
+Rules that keep it precise and cheap (the work per new item is bounded, whatever the size of
+the database or of any story):
 
+* One apply is matched as a batch: one query reads its new items, one band lookup serves all
+  their keys (per key only the newest ``MAX_STORIES_PER_KEY`` stories within the window: a key
+  shared by dozens of stories is boilerplate), one grouped query gives the candidate stories'
+  size and sources, one query their representatives, and one statement upserts all band rows.
 * Candidates are stories with a band row whose ``published_at`` is within ``window`` of the
-  item's; at most ``MAX_CANDIDATES`` of them (most shared keys first) are judged.
-* A story that already holds a report of the item's own source is not a candidate: one
-  publisher does not report one event twice under two URLs (that is the identity layer's job),
-  and a firehose's related posts ("iOS 26.1 beta" then "iOS 26.1 released") must not collapse
-  into one story.
+  apply's items (earliest - window .. latest + window; ``decide`` then rejects any pair further
+  apart than ``Thresholds.max_gap``); at most ``MAX_CANDIDATES`` of them, sharing at least
+  ``MIN_SHARED_KEYS`` keys (most shared first), are judged, each through its representatives
+  only: the earliest ``REPS_FIRST`` and the latest ``REPS_LAST`` reports.
+* A text-only merge never makes a story larger than ``MAX_TEXT_STORY`` reports: a story that
+  full is no longer a text candidate (URL matches in ``Repository.apply`` still join it). Without
+  the cap, look-alike reports (templated digests, a firehose of similar headlines) chain into a
+  mega-story that then is a candidate for everything; with it, they end in capped stories.
 * Merges keep the older story (``created_at``, then id): its public id is the exported one and
   never changes. The other story's items move to the survivor and it gets ``merged_into`` (so
   ``Repository.apply`` follows it for later URL matches); its band rows move too.
@@ -30,9 +38,10 @@ in its database thread after each successful apply).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache, lru_cache
 from typing import Any
 
@@ -42,7 +51,6 @@ from sqlalchemy import (
     bindparam,
     delete,
     func,
-    literal,
     or_,
     select,
     update,
@@ -68,9 +76,18 @@ DEFAULT_WINDOW = timedelta(days=3)
 BODY_PERM, BODY_BANDS, BODY_ROWS = 64, 21, 3
 TITLE_PERM, TITLE_BANDS, TITLE_ROWS = 20, 10, 2
 MIN_TITLE_SHINGLES = 3
-TEXT_CACHE = 20_000  # memoized MatchTexts (a few KB each)
-MAX_CANDIDATES = 20  # stories judged per item, most shared band keys first
-MAX_ITEMS_PER_CANDIDATE = 20  # reports of one candidate story judged, newest first
+TEXT_CACHE = 2_048  # memoized MatchTexts (~10-14 KB each: ~25 MB at most)
+SUMMARY_CHARS = 200  # summary head that match_text reads (the lead)
+SUMMARY_HTML_HEAD = 4_000  # summary HTML converted to find that head (whole when too short)
+MAX_CANDIDATES = 8  # stories judged per item, most shared band keys first
+# Stories sharing a single band key with an item are not judged: on bench/stories_eval.py's
+# corpora (all splits) every one of the 536 pairs decide() accepts shares >= 3 keys, while 856
+# of the rejected pairs share exactly 1 (the bulk of the judging work on look-alike feeds).
+MIN_SHARED_KEYS = 2
+MAX_STORIES_PER_KEY = 16  # newest stories read per band key (a hot key is weak evidence)
+REPS_FIRST, REPS_LAST = 1, 2  # representatives judged per candidate: earliest + latest reports
+MAX_TEXT_STORY = 50  # a text-only merge never makes a story larger than this many reports
+CHUNK = 500  # bound parameters per IN list
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,17 +132,35 @@ class Explanation:
 # ---------------------------------------------------------------------------- features (pure)
 
 
+def summary_text(summary_html: str) -> str:
+    """The plain-text head of a summary that :func:`match_text` can use (it reads the first
+    ``SUMMARY_CHARS``): long summaries are converted from their first ``SUMMARY_HTML_HEAD``
+    characters (cut after a ``>``, so no tag is split) when that already gives enough text."""
+    if len(summary_html) > SUMMARY_HTML_HEAD:
+        cut = summary_html.rfind(">", 0, SUMMARY_HTML_HEAD)
+        if cut > 0:
+            text = html_to_text(summary_html[: cut + 1])
+            if len(text) > 2 * SUMMARY_CHARS:
+                return text[: 2 * SUMMARY_CHARS]
+    return html_to_text(summary_html)[: 2 * SUMMARY_CHARS]
+
+
 @lru_cache(maxsize=TEXT_CACHE)
 def item_match_text(
     title: str, summary_html: str, language: str | None, published_at: datetime | None
 ) -> MatchText:
-    """The matcher's view of a stored item: title + plain text of its summary.
+    """The matcher's view of a stored item: title + plain text of its summary head.
 
-    Memoized (pure, and the same recent reports are judged again and again as candidates:
-    features cost ~0.5 ms a text, a cache hit ~1 us).
+    Memoized in a small bounded cache (pure; a batch's representatives are judged again and
+    again: features cost ~0.5 ms a text, a hit ~1 us). ``MatchText.summary`` holds only the
+    head (``2 * SUMMARY_CHARS``), so an entry stays around 10 KB.
     """
     return match_text(
-        title, html_to_text(summary_html), language=language, published_at=published_at
+        title,
+        summary_text(summary_html),
+        language=language,
+        published_at=published_at,
+        summary_chars=SUMMARY_CHARS,
     )
 
 
@@ -147,17 +182,30 @@ def item_band_keys(text: MatchText) -> list[int]:
 # ---------------------------------------------------------------------------- index
 
 
-def _upsert_bands(conn: Connection, rows: Any = None) -> Any:
-    """``INSERT INTO story_bands`` (rows bound at execution, or ``rows`` a SELECT) that keeps one
-    row per (key, story) at the newest ``published_at``."""
-    if conn.dialect.name == "postgresql":
+def _upsert_bands(conn: Connection, move: bool = False) -> Any:
+    """``INSERT INTO story_bands`` that keeps one row per (key, story) at the newest
+    ``published_at``: rows bound at execution, or (``move``) the rows of story ``b_loser``
+    copied to story ``b_survivor``. Built once per dialect."""
+    return _build_upsert(conn.dialect.name, move)
+
+
+@cache
+def _build_upsert(dialect: str, move: bool) -> Any:
+    """The statement of :func:`_upsert_bands` for ``dialect``."""
+    rows: Any = None
+    if move:
+        sb = story_bands.c
+        rows = select(sb.band_key, bindparam("b_survivor", type_=Id), sb.published_at).where(
+            sb.story_id == bindparam("b_loser")
+        )
+    if dialect == "postgresql":
         ins: Any = postgresql.insert(story_bands)
         newest = func.greatest(story_bands.c.published_at, ins.excluded.published_at)
-    elif conn.dialect.name == "sqlite":
+    elif dialect == "sqlite":
         ins = sqlite.insert(story_bands)
         newest = func.max(story_bands.c.published_at, ins.excluded.published_at)
     else:
-        raise StorageError(f"unsupported database dialect {conn.dialect.name!r}")
+        raise StorageError(f"unsupported database dialect {dialect!r}")
     if rows is not None:
         ins = ins.from_select(["band_key", "story_id", "published_at"], rows)
     return ins.on_conflict_do_update(
@@ -195,70 +243,129 @@ def find_candidates(
     """Stories sharing a band key with ``keys`` within ``window`` of ``published_at``.
 
     Returns ``(story_id, shared key count)``, most shared first, then lowest id; merged stories
-    are left out (their rows normally moved to the survivor on merge).
+    are left out (their rows normally moved to the survivor on merge). Per key only the newest
+    ``MAX_STORIES_PER_KEY`` stories count (see :func:`band_hits`).
     """
-    if not keys:
-        return []
-    params = {
-        "b_keys": sorted(set(keys)),
-        "b_from": published_at - window,
-        "b_to": published_at + window,
-        "b_exclude": -1 if exclude_story is None else exclude_story,
-        "b_limit": limit,
-    }
-    query = _statements(conn.dialect.name).candidates
-    return [(int(sid), int(n)) for sid, n in conn.execute(query, params)]
+    hits = band_hits(conn, keys, published_at - window, published_at + window)
+    return _rank(keys, hits, {-1 if exclude_story is None else exclude_story}, limit)
+
+
+def band_hits(
+    conn: Connection, keys: Iterable[int], start: datetime, end: datetime
+) -> dict[int, list[int]]:
+    """For each of ``keys``: the stories holding it with a ``published_at`` in [start, end],
+    newest first, at most ``MAX_STORIES_PER_KEY`` per key. One query per ``CHUNK`` keys (a whole
+    apply's keys at once, with [start, end] spanning the window around all of its items).
+
+    The cap bounds the work per key: a key shared by dozens of stories in the window comes from
+    boilerplate wording and says little about any one of them.
+    """
+    out: dict[int, list[int]] = {}
+    query = _statements(conn.dialect.name).band_hits
+    ordered = sorted(set(keys))
+    for n in range(0, len(ordered), CHUNK):
+        params = {
+            "b_keys": ordered[n : n + CHUNK],
+            "b_from": start,
+            "b_to": end,
+            "b_per_key": MAX_STORIES_PER_KEY,
+        }
+        for key, sid in conn.execute(query, params):
+            out.setdefault(int(key), []).append(int(sid))
+    return out
+
+
+def _rank(
+    keys: Sequence[int],
+    hits: dict[int, list[int]],
+    exclude: set[int],
+    limit: int,
+    min_shared: int = 1,
+) -> list[tuple[int, int]]:
+    """Candidate stories of one item from ``hits``: ``(story_id, shared keys)`` with at least
+    ``min_shared`` keys, not in ``exclude``, most shared first, then lowest id."""
+    shared: Counter[int] = Counter()
+    for key in set(keys):
+        shared.update(hits.get(key, ()))
+    for sid in exclude:
+        shared.pop(sid, None)
+    found = [(sid, n) for sid, n in shared.items() if n >= min_shared]
+    return sorted(found, key=lambda c: (-c[1], c[0]))[:limit]
 
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
     """Hot-path statements built once per dialect (building one costs more than running it)."""
 
-    candidates: Any
-    reports: Any
+    band_hits: Any
+    reps: Any
+    makeup: Any
 
 
 @cache
 def _statements(dialect: str) -> _Statements:
-    """Build the per-item lookups for ``dialect`` with expanding bind parameters."""
+    """Build the batch lookups for ``dialect`` with expanding bind parameters."""
     sb, i = story_bands.c, items.c
-    shared = func.count().label("shared")
-    candidates = (
-        select(sb.story_id, shared)
-        .join(stories, stories.c.id == sb.story_id)
+    rank = func.row_number().over(
+        partition_by=sb.band_key, order_by=(sb.published_at.desc(), sb.story_id.desc())
+    )
+    hits = (
+        # no join to ``stories``: a merge moves the loser's rows, so every row is a live story
+        # (and with hundreds of keys SQLite would drive the join from ``stories``: a full scan)
+        select(sb.band_key, sb.story_id, sb.published_at, rank.label("rank"))
         .where(
             sb.band_key.in_(bindparam("b_keys", expanding=True)),
             sb.published_at >= bindparam("b_from", type_=UTCDateTime()),
             sb.published_at <= bindparam("b_to", type_=UTCDateTime()),
-            sb.story_id != bindparam("b_exclude"),
-            stories.c.merged_into.is_(None),
         )
-        .group_by(sb.story_id)
-        .order_by(shared.desc(), sb.story_id)
-        .limit(bindparam("b_limit"))
+        .subquery()
     )
-    reports = (
+    band_hits_q = select(hits.c.band_key, hits.c.story_id).where(
+        hits.c.rank <= bindparam("b_per_key")
+    )
+    first = func.row_number().over(partition_by=i.story_id, order_by=(i.published_at, i.id))
+    last = func.row_number().over(
+        partition_by=i.story_id, order_by=(i.published_at.desc(), i.id.desc())
+    )
+    ranked = (
         select(
             i.id,
             i.story_id,
             i.source_id,
-            sources.c.key,
             i.title,
             i.summary_html,
             i.language,
             i.published_at,
+            first.label("first"),
+            last.label("last"),
+        )
+        .where(i.story_id.in_(bindparam("b_stories", expanding=True)))
+        .subquery()
+    )
+    reps = (
+        select(
+            ranked.c.id,
+            ranked.c.story_id,
+            ranked.c.source_id,
+            sources.c.key,
+            ranked.c.title,
+            ranked.c.summary_html,
+            ranked.c.language,
+            ranked.c.published_at,
             stories.c.public_id,
         )
-        .join(sources, sources.c.id == i.source_id)
-        .join(stories, stories.c.id == i.story_id)
-        .where(
-            i.story_id.in_(bindparam("b_stories", expanding=True)),
-            i.published_at >= bindparam("b_from", type_=UTCDateTime()),
-            i.published_at <= bindparam("b_to", type_=UTCDateTime()),
-        )
-        .order_by(i.story_id, i.published_at.desc(), i.id.desc())
+        .join(sources, sources.c.id == ranked.c.source_id)
+        .join(stories, stories.c.id == ranked.c.story_id)
+        .where(or_(ranked.c.first <= REPS_FIRST, ranked.c.last <= REPS_LAST))
+        .order_by(ranked.c.story_id, ranked.c.published_at.desc(), ranked.c.id.desc())
     )
-    return _Statements(candidates=candidates, reports=reports)
+    makeup = (
+        select(i.story_id, i.source_id, func.count(), stories.c.created_at)
+        .join(stories, stories.c.id == i.story_id)
+        .where(i.story_id.in_(bindparam("b_stories", expanding=True)))
+        .group_by(i.story_id, i.source_id, stories.c.created_at)
+    )
+    return _Statements(band_hits=band_hits_q, reps=reps, makeup=makeup)
 
 
 # ---------------------------------------------------------------------------- merge
@@ -275,6 +382,16 @@ def _resolve(conn: Connection, story_id: int) -> int:
     raise StorageError(f"story {story_id}: merged_into chain too long or cyclic")
 
 
+def _lock(conn: Connection, a: int, b: int) -> list[Any]:
+    """Rows ``(id, created_at, merged_into)`` of stories ``a`` and ``b``, locked on PostgreSQL
+    (in id order, so two merges never wait on each other crosswise)."""
+    st = stories.c
+    query = select(st.id, st.created_at, st.merged_into).where(st.id.in_([a, b])).order_by(st.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return list(conn.execute(query))
+
+
 def merge_stories(conn: Connection, a: int, b: int, now: datetime) -> int:
     """Merge stories ``a`` and ``b`` (or their survivors); return the surviving id.
 
@@ -284,36 +401,30 @@ def merge_stories(conn: Connection, a: int, b: int, now: datetime) -> int:
     survivor (chains stay one hop), it gets ``merged_into`` and both get ``updated_at = now``.
     On PostgreSQL both rows are locked (in id order) first.
     """
-    a, b = _resolve(conn, a), _resolve(conn, b)
-    if a == b:
-        return a
     st = stories.c
-    lock = select(st.id, st.created_at, st.merged_into).where(st.id.in_([a, b])).order_by(st.id)
-    if conn.dialect.name == "postgresql":
-        lock = lock.with_for_update()
-    rows = list(conn.execute(lock))
-    if len(rows) != 2 or any(r.merged_into is not None for r in rows):
-        # a concurrent merge got there first: resolve again and retry once
+    rows = _lock(conn, a, b) if a != b else []
+    for _ in range(3):
+        if len(rows) == 2 and all(r.merged_into is None for r in rows):
+            break
+        # merged already (earlier, or by a concurrent merge): follow to the survivors
         a, b = _resolve(conn, a), _resolve(conn, b)
         if a == b:
             return a
-        rows = list(conn.execute(lock.where(st.id.in_([a, b]))))
-        if len(rows) != 2:
-            raise StorageError(f"stories {a} and {b} vanished while merging")
+        rows = _lock(conn, a, b)
+    else:
+        raise StorageError(f"stories {a} and {b} keep moving while merging")
     survivor_row, loser_row = sorted(rows, key=lambda r: (r.created_at, r.id))
     survivor, loser = int(survivor_row.id), int(loser_row.id)
     conn.execute(update(items).where(items.c.story_id == loser).values(story_id=survivor))
     sb = story_bands.c
-    conn.execute(
-        _upsert_bands(
-            conn,
-            select(sb.band_key, literal(survivor, Id), sb.published_at).where(sb.story_id == loser),
-        )
-    )
+    conn.execute(_upsert_bands(conn, move=True), {"b_survivor": survivor, "b_loser": loser})
     conn.execute(delete(story_bands).where(sb.story_id == loser))
-    conn.execute(update(stories).where(st.merged_into == loser).values(merged_into=survivor))
-    conn.execute(update(stories).where(st.id == loser).values(merged_into=survivor, updated_at=now))
-    conn.execute(update(stories).where(st.id == survivor).values(updated_at=now))
+    conn.execute(
+        update(stories)
+        .where(or_(st.id == loser, st.merged_into == loser))
+        .values(merged_into=survivor)
+    )
+    conn.execute(update(stories).where(st.id.in_([survivor, loser])).values(updated_at=now))
     return survivor
 
 
@@ -332,30 +443,82 @@ class _Report:
     text: MatchText
 
 
-def _reports(
-    conn: Connection,
-    story_ids: Sequence[int],
-    published_at: datetime,
-    window: timedelta,
-    public_ids: dict[int, str],
-) -> dict[int, list[_Report]]:
-    """Reports of ``story_ids`` published within ``window`` of ``published_at``, newest first
-    (at most ``MAX_ITEMS_PER_CANDIDATE`` per story)."""
-    out: dict[int, list[_Report]] = {sid: [] for sid in story_ids}
-    if not story_ids:
-        return out
-    params = {
-        "b_stories": list(story_ids),
-        "b_from": published_at - window,
-        "b_to": published_at + window,
-    }
-    for row in conn.execute(_statements(conn.dialect.name).reports, params):
-        public_ids[row.story_id] = row.public_id
-        bucket = out[row.story_id]
-        if len(bucket) < MAX_ITEMS_PER_CANDIDATE:
-            text = item_match_text(row.title, row.summary_html, row.language, row.published_at)
-            bucket.append(_Report(row.id, row.story_id, row.source_id, row.key, row.title, text))
+@dataclass(slots=True)
+class _Makeup:
+    """What a candidate story holds: report count and the sources that reported it."""
+
+    size: int = 0
+    sources: set[int] = field(default_factory=set)
+    created_at: datetime | None = None
+
+
+def _makeup(conn: Connection, story_ids: Iterable[int]) -> dict[int, _Makeup]:
+    """Size and sources of each of ``story_ids`` (one grouped query per ``CHUNK`` stories)."""
+    out: dict[int, _Makeup] = {}
+    ordered = sorted(set(story_ids))
+    query = _statements(conn.dialect.name).makeup
+    for n in range(0, len(ordered), CHUNK):
+        for sid, src, count, created in conn.execute(query, {"b_stories": ordered[n : n + CHUNK]}):
+            got = out.setdefault(int(sid), _Makeup(created_at=created))
+            got.size += int(count)
+            got.sources.add(int(src))
     return out
+
+
+def _representatives(
+    conn: Connection, story_ids: Iterable[int], public_ids: dict[int, str]
+) -> dict[int, list[_Report]]:
+    """The reports a new item is judged against, per story: the earliest ``REPS_FIRST`` and the
+    latest ``REPS_LAST`` (newest first), however large the story is."""
+    out: dict[int, list[_Report]] = {}
+    ordered = sorted(set(story_ids))
+    query = _statements(conn.dialect.name).reps
+    for n in range(0, len(ordered), CHUNK):
+        for row in conn.execute(query, {"b_stories": ordered[n : n + CHUNK]}):
+            public_ids[row.story_id] = row.public_id
+            text = item_match_text(row.title, row.summary_html, row.language, row.published_at)
+            out.setdefault(row.story_id, []).append(
+                _Report(row.id, row.story_id, row.source_id, row.key, row.title, text)
+            )
+    return out
+
+
+def _score(
+    text: MatchText,
+    sid: int,
+    shared: int,
+    reps: list[_Report],
+    public_id: str,
+    eligible: bool,
+    thresholds: Thresholds,
+) -> CandidateScore:
+    """Judge one candidate story through its representatives (best decision wins); an
+    ineligible story (it has the item's source) is not judged."""
+    best: tuple[Decision, _Report] | None = None
+    for report in reps if eligible else ():
+        d = decide_pair(text, report.text, thresholds)
+        if best is None or (d.same, d.score) > (best[0].same, best[0].score):
+            best = (d, report)
+    return CandidateScore(
+        story_id=sid,
+        public_id=public_id,
+        shared_keys=shared,
+        best_item_title=best[1].title if best else None,
+        best_item_source=best[1].source_key if best else None,
+        decision=best[0] if best else None,
+    )
+
+
+def _best_first(scored: list[CandidateScore]) -> list[CandidateScore]:
+    """Accepted matches first, then by score, then by story id."""
+    return sorted(
+        scored,
+        key=lambda c: (
+            not (c.decision and c.decision.same),
+            -(c.decision.score if c.decision else 0.0),
+            c.story_id,
+        ),
+    )
 
 
 def _judge(
@@ -368,39 +531,26 @@ def _judge(
     window: timedelta,
     thresholds: Thresholds,
 ) -> list[CandidateScore]:
-    """Every candidate story of one item with its best decision, best match first."""
+    """Every candidate story of one item with its best decision, best match first (explain)."""
     found = find_candidates(conn, keys, published_at, window, exclude_story=own_story)
     if not found:
         return []
     public: dict[int, str] = {}
-    reports = _reports(conn, [sid for sid, _ in found], published_at, window, public)
-    scored: list[CandidateScore] = []
-    for sid, shared in found:
-        best: tuple[Decision, _Report] | None = None
-        if any(r.source_id == source_id for r in reports[sid]):
-            reports[sid] = []  # the source reported this story already: not a second time
-        for report in reports[sid]:
-            d = decide_pair(text, report.text, thresholds)
-            if best is None or (d.same, d.score) > (best[0].same, best[0].score):
-                best = (d, report)
-        scored.append(
-            CandidateScore(
-                story_id=sid,
-                public_id=str(public.get(sid, "")),
-                shared_keys=shared,
-                best_item_title=best[1].title if best else None,
-                best_item_source=best[1].source_key if best else None,
-                decision=best[0] if best else None,
-            )
+    makeup = _makeup(conn, [sid for sid, _ in found])
+    reps = _representatives(conn, [sid for sid, _ in found], public)
+    scored = [
+        _score(
+            text,
+            sid,
+            shared,
+            reps.get(sid, []),
+            public.get(sid, ""),
+            source_id not in makeup.get(sid, _Makeup()).sources,
+            thresholds,
         )
-    scored.sort(
-        key=lambda c: (
-            not (c.decision and c.decision.same),
-            -(c.decision.score if c.decision else 0.0),
-            c.story_id,
-        )
-    )
-    return scored
+        for sid, shared in found
+    ]
+    return _best_first(scored)
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -426,6 +576,67 @@ def match_recent(
             return match_in(conn, source_id, collected_at, window=window, thresholds=thresholds)
 
 
+def _age(entry: tuple[datetime | None, int]) -> tuple[datetime, int]:
+    """Sort key of ``(created_at, story id)``: older first (unknown ages last), then lower id."""
+    created, sid = entry
+    return (created or datetime.max.replace(tzinfo=UTC), sid)
+
+
+def _merge_all(
+    conn: Connection, merges: list[tuple[int, int]], moved: dict[int, int], now: datetime
+) -> None:
+    """Carry out one batch's merges (``moved``: loser -> survivor, chains allowed) in a fixed
+    number of statements. The involved stories are locked (PostgreSQL) and checked first: if a
+    concurrent merge touched one of them, fall back to :func:`merge_stories` one by one, which
+    follows ``merged_into`` (so the outcome is the same, only slower)."""
+    involved = sorted(set(moved) | set(moved.values()))
+    st = stories.c
+    check = select(st.id, st.merged_into).where(st.id.in_(involved)).order_by(st.id)
+    if conn.dialect.name == "postgresql":
+        check = check.with_for_update()
+    rows = list(conn.execute(check))
+    if len(rows) != len(involved) or any(r.merged_into is not None for r in rows):
+        for own, target in merges:
+            merge_stories(conn, own, target, now)
+        return
+
+    def final(sid: int) -> int:
+        while sid in moved:
+            sid = moved[sid]
+        return sid
+
+    pairs = [{"b_loser": loser, "b_survivor": final(loser)} for loser in sorted(moved)]
+    i, sb = items.c, story_bands.c
+    conn.execute(
+        update(items)
+        .where(i.story_id == bindparam("b_loser"))
+        .values(story_id=bindparam("b_survivor")),
+        pairs,
+    )
+    conn.execute(_upsert_bands(conn, move=True), pairs)
+    conn.execute(delete(story_bands).where(sb.story_id == bindparam("b_loser")), pairs)
+    conn.execute(
+        update(stories)
+        .where(or_(st.id == bindparam("b_loser"), st.merged_into == bindparam("b_loser")))
+        .values(merged_into=bindparam("b_survivor")),
+        pairs,
+    )
+    conn.execute(update(stories).where(st.id.in_(involved)).values(updated_at=now))
+
+
+@dataclass(slots=True)
+class _New:
+    """One new item of the apply being matched."""
+
+    story_id: int
+    alone: bool
+    published_at: datetime
+    created_at: datetime  # of its story
+    text: MatchText
+    keys: list[int]
+    candidates: list[tuple[int, int]] = field(default_factory=list)
+
+
 def match_in(
     conn: Connection,
     source_id: int,
@@ -434,7 +645,13 @@ def match_in(
     window: timedelta = DEFAULT_WINDOW,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> MatchReport:
-    """:func:`match_recent` inside the caller's transaction (``now`` is ``collected_at``)."""
+    """:func:`match_recent` inside the caller's transaction (``now`` is ``collected_at``).
+
+    Bounded work per apply: one query for the new items, one band lookup for all their keys
+    (``MAX_STORIES_PER_KEY`` stories per key), one makeup query and one representatives query
+    for all their candidate stories (``MAX_CANDIDATES`` per item, ``REPS_FIRST + REPS_LAST``
+    reports each), a merge per accepted match and one batched band upsert.
+    """
     i = items.c
     other = items.alias("other")
     alone = (
@@ -442,35 +659,104 @@ def match_in(
     ).scalar_subquery()
     query = (
         select(
-            i.id, i.story_id, i.title, i.summary_html, i.language, i.published_at, alone.label("n")
+            i.id,
+            i.story_id,
+            i.title,
+            i.summary_html,
+            i.language,
+            i.published_at,
+            stories.c.created_at,
+            alone.label("n"),
         )
+        .join(stories, stories.c.id == i.story_id)
         .where(i.source_id == source_id, i.collected_at == collected_at)
         .order_by(i.published_at, i.id)
     )
-    rows = list(conn.execute(query))
-    merged = indexed = 0
-    moved: dict[int, int] = {}
-    for row in rows:
+    new: list[_New] = []
+    for row in conn.execute(query):
         text = item_match_text(row.title, row.summary_html, row.language, row.published_at)
-        keys = item_band_keys(text)
-        story_id = int(row.story_id)
-        while story_id in moved:  # merged earlier in this batch (apply itself follows merges)
-            story_id = moved[story_id]
-        if row.n == 0:
-            scored = _judge(
-                conn, text, keys, source_id, story_id, row.published_at, window, thresholds
+        new.append(
+            _New(
+                int(row.story_id),
+                row.n == 0,
+                row.published_at,
+                row.created_at,
+                text,
+                item_band_keys(text),
             )
-            if scored and scored[0].decision is not None and scored[0].decision.same:
-                survivor = merge_stories(conn, story_id, scored[0].story_id, collected_at)
-                for loser in (story_id, scored[0].story_id):
-                    if loser != survivor:
-                        moved[loser] = survivor
-                story_id = survivor
-                merged += 1
-        if keys:
-            index_story(conn, story_id, keys, row.published_at)
-            indexed += 1
-    return MatchReport(merged=merged, indexed=indexed)
+        )
+    if not new:
+        return MatchReport()
+    judged = [n for n in new if n.alone and n.keys]
+    makeup: dict[int, _Makeup] = {}
+    reps: dict[int, list[_Report]] = {}
+    if judged:
+        start = min(n.published_at for n in judged) - window
+        end = max(n.published_at for n in judged) + window
+        hits = band_hits(conn, {k for n in judged for k in n.keys}, start, end)
+        for n in judged:  # a few spare candidates, for those that turn out ineligible
+            n.candidates = _rank(n.keys, hits, {n.story_id}, 3 * MAX_CANDIDATES, MIN_SHARED_KEYS)
+        makeup = _makeup(conn, {sid for n in judged for sid, _ in n.candidates})
+        for n in judged:
+            n.candidates = [
+                (sid, shared)
+                for sid, shared in n.candidates
+                if source_id not in makeup.get(sid, _Makeup()).sources
+                and makeup.get(sid, _Makeup()).size < MAX_TEXT_STORY
+            ][:MAX_CANDIDATES]
+        reps = _representatives(conn, {sid for n in judged for sid, _ in n.candidates}, {})
+    merged = 0
+    moved: dict[int, int] = {}  # loser -> survivor, decided in this batch
+    merges: list[tuple[int, int]] = []  # (own story, target story) as decided
+
+    def resolve(sid: int) -> int:
+        while sid in moved:  # merged earlier in this batch (apply itself follows merges)
+            sid = moved[sid]
+        return sid
+
+    for n in judged:
+        own = resolve(n.story_id)
+        own_size = makeup[own].size if own in makeup else 1
+        scored: list[CandidateScore] = []
+        for sid, shared in n.candidates:
+            target = resolve(sid)
+            held = makeup.get(target, _Makeup())
+            eligible = (
+                target != own
+                and source_id not in held.sources
+                and held.size + own_size <= MAX_TEXT_STORY
+            )
+            if eligible:
+                scored.append(_score(n.text, sid, shared, reps.get(sid, []), "", True, thresholds))
+        best = _best_first(scored)
+        if best and best[0].decision is not None and best[0].decision.same:
+            target = resolve(best[0].story_id)
+            held = makeup.get(target, _Makeup())
+            mine = makeup.get(own, _Makeup(size=own_size, created_at=n.created_at))
+            ages = sorted([(mine.created_at, own), (held.created_at, target)], key=_age)
+            survivor, loser = ages[0][1], ages[1][1]
+            merges.append((own, target))
+            moved[loser] = survivor
+            makeup[survivor] = _Makeup(held.size + own_size, held.sources | {source_id}, ages[0][0])
+            merged += 1
+    if merges:
+        _merge_all(conn, merges, moved, collected_at)
+    bands: dict[tuple[int, int], datetime] = {}
+    for n in new:
+        sid = resolve(n.story_id)
+        for key in n.keys:
+            seen = bands.get((key, sid))
+            if seen is None or seen < n.published_at:
+                bands[(key, sid)] = n.published_at
+    if bands:
+        conn.execute(
+            _upsert_bands(conn),
+            [
+                {"band_key": k, "story_id": sid, "published_at": p}
+                for (k, sid), p in sorted(bands.items())
+            ],
+        )
+    return MatchReport(merged=merged, indexed=sum(1 for n in new if n.keys))
 
 
 # ---------------------------------------------------------------------------- explain

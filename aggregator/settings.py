@@ -91,8 +91,8 @@ class ServerSettings:
 class StoriesSettings:
     """Grouping reports of the same event from different publishers."""
 
-    # title + summary similarity (MinHash/LSH) beyond URL matches; off by default until its cost
-    # is bounded (see README "Design notes": stories)
+    # title + summary similarity (MinHash/LSH) beyond URL matches; off by default for now
+    # (cost and English precision, see README "Design notes": stories)
     match_text: bool = False
     window_days: float = 3.0  # a new report is matched against stories this recent
 

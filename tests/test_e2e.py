@@ -8,9 +8,6 @@ to the publisher feed it came from.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +17,7 @@ import pytest
 from sqlalchemy import text
 
 from aggregator.store.db import make_engine
+from tests.clirun import run_cli
 from tests.feedcheck import assert_valid_atom, assert_valid_jsonfeed, assert_valid_rss
 from tests.servers import FeedServer
 
@@ -86,18 +84,7 @@ def write_config(path: Path, server: FeedServer, db_url: str, real: bool) -> Non
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "AGGREGATOR_CONFIG": str(config), "PYTHONWARNINGS": "error"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "aggregator", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=config.parent,
-        timeout=120,
-    )
-    assert proc.returncode == 0, f"aggregator {' '.join(args)} failed:\n{proc.stderr[-3000:]}"
-    return proc
+cli = run_cli
 
 
 def export(config: Path, edition: str, fmt: str) -> bytes:

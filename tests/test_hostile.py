@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +38,7 @@ from aggregator.settings import Settings
 from aggregator.store.db import make_engine
 from aggregator.store.schema import items as items_table
 from aggregator.store.schema import sources as sources_table
+from tests.clirun import run_cli
 from tests.hostile import (
     FAR_DATES,
     RETRY_AFTER_DATE_SECONDS,
@@ -283,19 +282,8 @@ async def two_polls(settings: Settings, server: FeedServer, cases: list[HostileC
 
 
 def cli(config: Path, *args: str) -> str:
-    """Run the real CLI in a subprocess; return its stdout (wide, so no column folding)."""
-    env = {**os.environ, "AGGREGATOR_CONFIG": str(config), "COLUMNS": "1000"}
-    env["PYTHONWARNINGS"] = "error"
-    proc = subprocess.run(
-        [sys.executable, "-m", "aggregator", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=config.parent,
-        timeout=120,
-    )
-    assert proc.returncode == 0, f"aggregator {' '.join(args)} failed:\n{proc.stderr[-3000:]}"
-    return proc.stdout
+    """Run the real CLI in a subprocess; return its stdout."""
+    return run_cli(config, *args).stdout
 
 
 @pytest.fixture(scope="module")

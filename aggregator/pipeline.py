@@ -25,6 +25,7 @@ from aggregator.fetch import Fetcher
 from aggregator.ingest import Ingested, ingest
 from aggregator.metrics import Metrics
 from aggregator.model import Fetched, FetchFailed, FetchResult, SourceState, UpdatePlan
+from aggregator.parsepool import LazyProcessPool
 from aggregator.plan import answered, build_plan, is_network_failure, keyed_items
 from aggregator.publish import render_all
 from aggregator.settings import Settings
@@ -120,6 +121,7 @@ class Pipeline:
         self.rng = rng or random.Random()
         self.parse_executor = parse_executor
         self.metrics = metrics
+        self._pool_lock = asyncio.Lock()
         self._last_answer = float("-inf")  # monotonic time any publisher last answered
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-db")
 
@@ -317,6 +319,12 @@ class Pipeline:
     async def _ingest(self, result: Fetched, source: SourceState, now: datetime) -> Ingested:
         if self.parse_executor is None:
             return ingest(result.body, result.headers, result.url, source.language, now)
+        pool = self.parse_executor
+        if isinstance(pool, LazyProcessPool) and not pool.started:
+            # starting the workers blocks for a moment: do it off the event loop, once
+            async with self._pool_lock:
+                if not pool.started:
+                    await asyncio.to_thread(pool.warm_up)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self.parse_executor,

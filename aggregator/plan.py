@@ -6,6 +6,7 @@ already holds) and applies the returned ``UpdatePlan`` in one transaction; nothi
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from aggregator.model import (
     SourceUpdate,
     UpdatePlan,
 )
-from aggregator.schedule import Hints, hints_from, next_check
+from aggregator.schedule import hints_from, next_check
 from aggregator.settings import ScheduleSettings
 
 #: Failures that say nothing about the publisher when every other publisher fails the same way.
@@ -146,20 +147,10 @@ def source_update(
     error_count = source.error_count + 1 if failed else 0
     if not outcome.counted:
         error_count = source.error_count
-    hints: Hints = hints_from(
-        result.headers if not isinstance(result, FetchFailed) or result.headers else {},
-        feed,
-        now,
-    )
+    hints = hints_from(result.headers, feed, now)
     if isinstance(result, FetchFailed) and result.retry_after_seconds is not None:
-        hints = Hints(
-            ttl_minutes=hints.ttl_minutes,
-            skip_hours=hints.skip_hours,
-            skip_days=hints.skip_days,
-            max_age_seconds=hints.max_age_seconds,
-            expires_at=hints.expires_at,
-            retry_after_seconds=result.retry_after_seconds,
-        )
+        # the fetcher's value also covers a host hold (deferred), which has no header
+        hints = dataclasses.replace(hints, retry_after_seconds=result.retry_after_seconds)
     mean_gap = mean_gap or source.mean_gap_seconds
     when = next_check(
         now,

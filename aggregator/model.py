@@ -238,6 +238,38 @@ class StoryRecord:
     created_at: datetime
     updated_at: datetime
     items: tuple[StoredItem, ...]
+    card: Card | None = None  # the story's enrichment, when one has been made (enrich/)
+
+
+# --------------------------------------------------------------------------- enrichment
+
+
+@dataclass(frozen=True, slots=True)
+class Card:
+    """A story's enrichment: made once per story, off the hot path, cached by input hash.
+
+    ``backend`` says who wrote it: ``extractive`` (offline: lead sentences and tags, the
+    default) or ``llm`` (an OpenAI-compatible chat-completions endpoint; ``model`` names it).
+    Exports mark LLM cards as "AI-generated analysis". Empty strings / tuples mean "not given".
+    """
+
+    backend: str  # extractive | llm
+    tldr: str
+    generated_at: datetime
+    input_hash: str  # hash of the text the card was made from (re-made when it changes)
+    model: str | None = None
+    title: str | None = None  # title in the edition's language, for foreign-language stories
+    what_changed: str = ""
+    why_it_matters: str = ""
+    what_to_do_next: str = ""
+    who_should_care: str = ""
+    key_takeaways: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def ai_generated(self) -> bool:
+        """True when a language model wrote it (exports must say so)."""
+        return self.backend == "llm"
 
 
 # --------------------------------------------------------------------------- editions
@@ -251,6 +283,16 @@ class SourceRef:
     url: str | None
     title: str
     published: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class RelatedRef:
+    """An earlier story linked from an entry's "Related updates"."""
+
+    id: str  # that story's public id
+    title: str
+    url: str | None
+    published: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,6 +314,10 @@ class EditionEntry:
     categories: tuple[str, ...]
     language: str | None
     sources: tuple[SourceRef, ...]  # every report, the lead first
+    score: float = 0.0  # ranking score (curate/rank), for score-sorted editions and recaps
+    card: Card | None = None  # enrichment of the story, if any
+    related: tuple[RelatedRef, ...] = ()  # earlier stories sharing entities or tags
+    recap_url: str | None = None  # the edition's latest weekly recap, linked from the card
 
 
 @dataclass(frozen=True, slots=True)

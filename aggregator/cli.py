@@ -1,14 +1,17 @@
 """Command-line interface (typer). Command names are a contract: other tooling drives them.
 
 ``run``, ``poll``, ``export``, ``sources list|add|remove|import-opml|export-opml``,
-``db upgrade``, ``check-config``. Every command takes ``--config PATH`` (default
-``AGGREGATOR_CONFIG`` or ``config/aggregator.toml``). Errors print one line naming what was
+``db upgrade``, ``check-config``, ``stories explain``, ``editions list|preview|explain``,
+``recap``.
+Every command takes ``--config PATH`` (default ``AGGREGATOR_CONFIG`` or
+``config/aggregator.toml``). Errors print one line naming what was
 wrong and exit non-zero; they never dump a traceback for bad input.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,16 +27,20 @@ from rich.table import Table
 
 from aggregator import __version__
 from aggregator.app import open_pipeline, open_repository
+from aggregator.cliutil import ConfigOpt, fail, settings_for
 from aggregator.clock import SystemClock
 from aggregator.config import default_key, free_key, load_settings
+from aggregator.editions_cli import editions_app
+from aggregator.enrich_cli import enrich
 from aggregator.errors import AggregatorError, ConfigError
-from aggregator.logsetup import setup_logging
 from aggregator.pipeline import SourceReport, TickReport
 from aggregator.publish import render_all
+from aggregator.recap_cli import recap
 from aggregator.render import FORMATS
 from aggregator.render.opml import parse_opml, render_opml
 from aggregator.settings import Settings, SourceConfig
 from aggregator.store.db import make_engine, upgrade
+from aggregator.store.recaps import RecapStore
 from aggregator.store.repo import Repository
 from aggregator.stories_cli import stories_app
 
@@ -47,28 +54,18 @@ sources_app = typer.Typer(help="Manage sources (publisher feeds).", no_args_is_h
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 app.add_typer(sources_app, name="sources")
 app.add_typer(stories_app, name="stories")
+app.add_typer(editions_app, name="editions")
 app.add_typer(db_app, name="db")
 
 out = Console()
 err = Console(stderr=True)
 
-ConfigOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--config",
-        "-c",
-        help="Config file (default: $AGGREGATOR_CONFIG or config/aggregator.toml).",
-        show_default=False,
-    ),
-]
 OutputOpt = Annotated[Path | None, typer.Option("--output", "-o", help="File (default stdout).")]
 _state: dict[str, str | None] = {"config": None}
 
 
 def _settings(config: str | None) -> Settings:
-    settings = load_settings(config or _state["config"])
-    setup_logging(settings.log_format, settings.log_level)
-    return settings
+    return settings_for(None, config or _state["config"])
 
 
 @contextmanager
@@ -93,11 +90,6 @@ def _write(body: bytes, output: Path | None) -> None:
         err.print(f"wrote {len(body)} bytes to {output}")
 
 
-def _fail(exc: AggregatorError) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(2 if isinstance(exc, ConfigError) else 1)
-
-
 @app.callback()
 def _main(
     config: ConfigOpt = None,
@@ -115,7 +107,7 @@ def check_config(config: ConfigOpt = None) -> None:
     try:
         s = load_settings(config or _state["config"])
     except ConfigError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     out.print(
         f"{s.config_path}: ok: {len(s.sources)} sources, editions "
         f"{', '.join(e.name for e in s.editions)}; database {s.database_url.split(':', 1)[0]}"
@@ -136,17 +128,35 @@ def run(
         settings = _settings(config)
         asyncio.run(serve(settings, host=host, port=port))
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
 
 
 @app.command()
-def poll(config: ConfigOpt = None) -> None:
+def poll(
+    config: ConfigOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object (with timings).")
+    ] = False,
+) -> None:
     """Poll every enabled source once now, store what is new, re-render editions, exit."""
     try:
         settings = _settings(config)
         report = asyncio.run(_poll(settings))
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
+    if as_json:
+        summary = {
+            "sources": len(report.sources),
+            "ok": report.ok,
+            "failed": report.failed,
+            "new": report.new,
+            "updated": report.updated,
+            "snapshots": report.rendered,
+            "cycle_seconds": round(report.seconds, 4),  # the poll itself, render included
+            "render_seconds": round(report.render_seconds, 4),
+        }
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return
     table = Table(title="poll summary")
     for col in ("sources", "ok", "failed", "items new", "items updated", "snapshots"):
         table.add_column(col, justify="right")
@@ -215,11 +225,16 @@ def export(
             stories = repo.recent_stories(
                 now - timedelta(days=eds[0].max_age_days), eds[0].limit * 20
             )
-        snaps = render_all(eds, stories, base_url=settings.server.base_url, now=now)
+            recaps = RecapStore(repo.engine).latest([edition])
+        snaps = render_all(eds, stories, base_url=settings.server.base_url, now=now, recaps=recaps)
         body = next(s.body for s in snaps if s.format == fmt)
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _write(body, output)
+
+
+app.command("recap")(recap)  # aggregator.recap_cli: build, store and export a weekly recap
+app.command("enrich")(enrich)  # aggregator.enrich_cli: one enrichment pass now
 
 
 # ---------------------------------------------------------------------------- sources
@@ -233,7 +248,7 @@ def sources_list(config: ConfigOpt = None) -> None:
         with _repository(settings, sync=True) as repo:
             rows = repo.list_sources()
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     table = Table()
     for col in ("key", "name", "status", "errors", "last error", "last fetched", "next check"):
         table.add_column(col, overflow="fold")
@@ -269,7 +284,7 @@ def sources_add(
         with _repository(settings) as repo:
             state = repo.add_source(cfg, SystemClock().now())
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     out.print(f"added {state.key}: {state.url}")
 
 
@@ -302,7 +317,7 @@ def sources_remove(
         with _repository(settings) as repo:
             removed = repo.remove_source(key)
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     if not removed:
         err.print(f"[bold red]error:[/] no source with key {key!r}")
         raise typer.Exit(1)
@@ -341,7 +356,7 @@ def sources_import_opml(
                 known_keys.add(key)
                 added += 1
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     out.print(f"imported {added} sources ({skipped} already present)")
 
 
@@ -356,7 +371,7 @@ def sources_export_opml(
         with _repository(settings, sync=True) as repo:
             body = render_opml(repo.list_sources(), "aggregator sources")
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     _write(body, output)
 
 
@@ -374,7 +389,7 @@ def db_upgrade(config: ConfigOpt = None) -> None:
         finally:
             engine.dispose()
     except AggregatorError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     out.print("database is at the latest schema")
 
 

@@ -20,11 +20,14 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from aggregator.errors import ConfigError
+from aggregator.rules import check_edition_rules
 from aggregator.settings import (
-    FIELDS,
+    SORTS,
     AdminSettings,
     EditionConfig,
+    EnrichSettings,
     FetchSettings,
+    RecapSettings,
     Rule,
     ScheduleSettings,
     ServerSettings,
@@ -42,6 +45,8 @@ _SECTIONS: dict[str, type] = {
     "schedule": ScheduleSettings,
     "admin": AdminSettings,
     "stories": StoriesSettings,
+    "enrich": EnrichSettings,
+    "recap": RecapSettings,
 }
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
@@ -52,6 +57,8 @@ for _cls in (
     Settings,
     AdminSettings,
     StoriesSettings,
+    EnrichSettings,
+    RecapSettings,
     ServerSettings,
     FetchSettings,
     ScheduleSettings,
@@ -78,6 +85,7 @@ def load_settings(path: str | None = None, env: Mapping[str, str] | None = None)
     origins = _apply_env(raw, env)
     raw["config_path"] = str(cfg_path)
     _prepare_sources(raw, cfg_path)
+    _prepare_editions(raw, cfg_path)
     try:
         settings = _ADAPTER.validate_python(raw)
     except ValidationError as exc:
@@ -232,9 +240,10 @@ def _check(s: Settings, cfg_path: str) -> None:
         names.add(ed.name)
         if ed.limit < 1 or ed.limit > 1000:
             raise ConfigError(f"{where}.limit: must be between 1 and 1000, got {ed.limit}")
-        for kind in ("include", "exclude"):
-            for j, rule in enumerate(getattr(ed, kind)):
-                _check_rule(rule, f"{where}.{kind}[{j}]")
+        if not 0 <= ed.related <= 20:
+            raise ConfigError(f"{where}.related: must be between 0 and 20, got {ed.related}")
+        _check_edition_ranking(ed, where)
+        check_edition_rules(ed, where)
     sched = s.schedule
     if not 0 < sched.min_interval <= sched.max_interval:
         raise ConfigError(
@@ -257,18 +266,157 @@ def _check(s: Settings, cfg_path: str) -> None:
             f"{cfg_path}: database_url: only sqlite:/// and postgresql+psycopg:// URLs are "
             f"supported, got {s.database_url.split(':', 1)[0]!r}"
         )
+    _check_enrich(s.enrich, f"{cfg_path}: enrich")
+    _check_recap(s.recap, f"{cfg_path}: recap")
 
 
-def _check_rule(rule: Rule, where: str) -> None:
-    if not rule.fields:
-        raise ConfigError(f"{where}.fields: name at least one of {', '.join(FIELDS)}")
-    for f in rule.fields:
-        if f not in FIELDS:
-            raise ConfigError(f"{where}.fields: unknown field {f!r}; use {', '.join(FIELDS)}")
-    if not rule.keywords and not rule.regex:
-        raise ConfigError(f"{where}: give keywords or regex")
-    if rule.regex:
-        try:
-            re.compile(rule.regex)
-        except re.error as exc:
-            raise ConfigError(f"{where}.regex: invalid regular expression: {exc}") from exc
+_RESPONSE_FORMATS = ("json_schema", "json_object", "none")
+
+
+def _check_enrich(e: EnrichSettings, where: str) -> None:
+    """Semantic checks of ``[enrich]``; the LLM keys only matter when ``llm_enabled``."""
+    positive: dict[str, float] = {
+        "interval_seconds": e.interval_seconds,
+        "batch_size": e.batch_size,
+        "concurrency": e.concurrency,
+        "timeout": e.timeout,
+        "retry_base_seconds": e.retry_base_seconds,
+        "max_attempts": e.max_attempts,
+        "llm_max_output_tokens": e.llm_max_output_tokens,
+        "max_input_chars": e.max_input_chars,
+        "daily_token_budget": e.daily_token_budget,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{where}.{key}: must be positive, got {value}")
+    for key, value in {
+        "max_retries": e.max_retries,
+        "price_per_million_input": e.price_per_million_input,
+        "price_per_million_output": e.price_per_million_output,
+        "llm_temperature": e.llm_temperature,
+    }.items():
+        if value < 0:
+            raise ConfigError(f"{where}.{key}: must not be negative, got {value}")
+    if e.daily_cost_budget is not None and e.daily_cost_budget <= 0:
+        raise ConfigError(
+            f"{where}.daily_cost_budget: must be positive (or left out), got {e.daily_cost_budget}"
+        )
+    if e.llm_response_format not in _RESPONSE_FORMATS:
+        raise ConfigError(
+            f"{where}.llm_response_format: use one of {', '.join(_RESPONSE_FORMATS)}, "
+            f"got {e.llm_response_format!r}"
+        )
+    if not re.fullmatch(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*", e.language):
+        raise ConfigError(
+            f"{where}.language: expected a language tag like 'en' or 'zh-CN', got {e.language!r}"
+        )
+    if not e.llm_enabled:
+        return
+    parts = urlsplit(e.llm_base_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{where}.llm_base_url: llm_enabled needs the endpoint's http(s) base URL "
+            f"(e.g. https://api.openai.com/v1), got {e.llm_base_url!r}"
+        )
+    if not e.llm_model.strip():
+        raise ConfigError(f"{where}.llm_model: llm_enabled needs a model name")
+    if e.daily_cost_budget is not None and not (
+        e.price_per_million_input or e.price_per_million_output
+    ):
+        raise ConfigError(
+            f"{where}.daily_cost_budget: set price_per_million_input/_output too, "
+            "or the cost of a call is unknown"
+        )
+
+
+def _check_recap(r: RecapSettings, where: str) -> None:
+    """``[recap]``: a real IANA time zone, a cron day/hour/minute, a sensible list size."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    try:
+        zone = ZoneInfo(r.timezone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ConfigError(
+            f"{where}.timezone: unknown time zone {r.timezone!r} (use an IANA name such as "
+            "'UTC' or 'Asia/Shanghai')"
+        ) from exc
+    if not 0 <= r.hour <= 23:
+        raise ConfigError(f"{where}.hour: must be between 0 and 23, got {r.hour}")
+    if not 0 <= r.minute <= 59:
+        raise ConfigError(f"{where}.minute: must be between 0 and 59, got {r.minute}")
+    if not 1 <= r.top_n <= 100:
+        raise ConfigError(f"{where}.top_n: must be between 1 and 100, got {r.top_n}")
+    try:
+        CronTrigger(day_of_week=r.day_of_week, hour=r.hour, minute=r.minute, timezone=zone)
+    except ValueError as exc:
+        raise ConfigError(
+            f"{where}.day_of_week: expected a cron day such as 'mon', 'sun' or 'mon-fri', "
+            f"got {r.day_of_week!r} ({exc})"
+        ) from exc
+
+
+def _check_edition_ranking(ed: EditionConfig, where: str) -> None:
+    """Sort order, per-publisher cap and freshness half-life of one edition."""
+    if ed.sort not in SORTS:
+        raise ConfigError(f"{where}.sort: use one of {', '.join(SORTS)}, got {ed.sort!r}")
+    if ed.max_per_source is not None and ed.max_per_source < 1:
+        raise ConfigError(
+            f"{where}.max_per_source: must be at least 1 (leave it out for no cap), "
+            f"got {ed.max_per_source}"
+        )
+    if ed.half_life <= 0:
+        raise ConfigError(f"{where}.half_life: must be a positive duration, got {ed.half_life}")
+    if ed.max_age_days <= 0:
+        raise ConfigError(f"{where}.max_age_days: must be positive, got {ed.max_age_days}")
+
+
+_RULE_LISTS = ("include", "exclude", "boost")
+
+
+def _prepare_editions(raw: dict[str, Any], cfg_path: str) -> None:
+    """Durations to seconds (``half_life``, rules' ``max_age``/``min_age``) and the shape of
+    boolean rules, before type validation, so errors name the key path as written."""
+    editions = raw.get("editions", [])
+    if not isinstance(editions, list):
+        return  # pydantic names the problem
+    for i, ed in enumerate(editions):
+        if not isinstance(ed, dict):
+            continue
+        where = f"{cfg_path}: editions[{i}]"
+        if "half_life" in ed:
+            ed["half_life"] = parse_duration(ed["half_life"], f"{where}.half_life")
+        for kind in _RULE_LISTS:
+            rules = ed.get(kind)
+            if isinstance(rules, list):
+                for j, rule in enumerate(rules):
+                    _prepare_rule(rule, f"{where}.{kind}[{j}]")
+
+
+def _prepare_rule(rule: object, where: str) -> None:
+    """One rule table and its sub-rules: see ``_prepare_editions``."""
+    if not isinstance(rule, dict):
+        raise ConfigError(f"{where}: must be a rule table, got {rule!r}")
+    for key in ("max_age", "min_age"):
+        if key in rule:
+            rule[key] = parse_duration(rule[key], f"{where}.{key}")
+    for key in ("all", "any"):
+        if key not in rule:
+            continue
+        subs = rule[key]
+        if not isinstance(subs, list) or not subs:
+            raise ConfigError(
+                f"{where}.{key}: must be a non-empty array of rule tables, "
+                f'e.g. {key} = [{{ fields = ["title"], keywords = ["x"] }}, ...]'
+            )
+        for n, sub in enumerate(subs):
+            _prepare_rule(sub, f"{where}.{key}[{n}]")
+    if "not" in rule:
+        sub = rule["not"]
+        if isinstance(sub, list):
+            raise ConfigError(
+                f"{where}.not: must be one rule table, not an array "
+                "(to negate several, write not = { any = [...] })"
+            )
+        _prepare_rule(sub, f"{where}.not")

@@ -1,97 +1,74 @@
-"""Turn stored stories into an edition (pure): rules, lead choice, ordering, limit.
+"""Turn stored stories into an edition (pure): rules, lead choice, score, order, cap, limit.
 
 An edition holds stories, not items: a story is in when any of its reports passes the edition's
-rules, and it is exported once, as its lead report plus "also reported by" the others.
+rules (``aggregator.rules``), and it is exported once, as its lead report plus "also reported
+by" the others. Every admitted story gets a score (``aggregator.rank``) whatever the sort order;
+then the edition is sorted (``time`` or ``score``), capped per lead publisher and cut to
+``limit``. ``decide`` returns that whole decision for every story, so the CLI can preview an
+edition and explain why a story is in, or which step cut it; ``build_edition`` keeps the
+stories that made it.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal, NamedTuple
 
 from aggregator.model import EditionEntry, EditionFeed, SourceRef, StoredItem, StoryRecord
-from aggregator.sanitize import html_to_text
-from aggregator.settings import EditionConfig, Rule
+from aggregator.rank import Candidate, Placement, ScoreParts, place, score_story, score_value
+from aggregator.rules import EditionRules, ItemView, ReportVerdict, compile_edition, published_of
+from aggregator.settings import EditionConfig
+
+__all__ = [
+    "Curator",
+    "StoryDecision",
+    "build_edition",
+    "choose_lead",
+    "decide",
+    "published_of",
+    "score_parts",
+    "to_entry",
+]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-
-@dataclass(frozen=True, slots=True)
-class CompiledRule:
-    """A rule with its keywords folded into one case-insensitive regular expression."""
-
-    rule: Rule
-    pattern: re.Pattern[str]
-
-
-def _keyword_pattern(keyword: str) -> str:
-    """Latin keywords match whole words ("AI" not in "said"); CJK ones match anywhere."""
-    escaped = re.escape(keyword)
-    if keyword.isascii():
-        return rf"(?<![0-9A-Za-z]){escaped}(?![0-9A-Za-z])"
-    return escaped
-
-
-def compile_rule(rule: Rule) -> CompiledRule:
-    """Compile a config rule once; matching then costs one regex search per field."""
-    parts = [_keyword_pattern(k) for k in rule.keywords if k]
-    if rule.regex:
-        parts.append(f"(?:{rule.regex})")
-    return CompiledRule(rule, re.compile("|".join(parts), re.IGNORECASE))
-
-
-def field_text(item: StoredItem, field: str) -> str:
-    """The text of one rule field of an item."""
-    if field == "title":
-        return item.title
-    if field == "summary":
-        return html_to_text(item.summary_html)
-    if field == "content":
-        return html_to_text(item.content_html)
-    if field == "categories":
-        return "\n".join(item.categories)
-    if field == "source":
-        return f"{item.source_key}\n{item.source_name}"
-    if field == "language":
-        return item.language or ""
-    if field == "tags":
-        return "\n".join(item.source_tags)
-    raise ValueError(f"unknown rule field {field!r}")
-
-
-def rule_matches(rule: CompiledRule, item: StoredItem) -> bool:
-    """True when any of the rule's fields of ``item`` matches."""
-    return any(rule.pattern.search(field_text(item, f)) for f in rule.rule.fields)
+# in: exported; not_matched: no report passes the rules; too_old: lead older than max_age_days;
+# capped: the lead's publisher already fills max_per_source; over_limit: beyond ``limit``.
+Status = Literal["in", "not_matched", "too_old", "capped", "over_limit"]
 
 
 @dataclass(frozen=True, slots=True)
 class Curator:
-    """An edition's compiled rules."""
+    """An edition's compiled rules, applied to reports and stories."""
 
     config: EditionConfig
-    include: tuple[CompiledRule, ...]
-    exclude: tuple[CompiledRule, ...]
+    rules: EditionRules
 
     @classmethod
     def from_config(cls, config: EditionConfig) -> Curator:
-        return cls(
-            config,
-            tuple(compile_rule(r) for r in config.include),
-            tuple(compile_rule(r) for r in config.exclude),
-        )
+        """Compiled once per distinct edition config (``rules.compile_edition`` caches)."""
+        return cls(config, compile_edition(config))
 
-    def admits(self, item: StoredItem) -> bool:
+    def _check_clock(self, now: datetime | None) -> None:
+        if now is None and self.rules.needs_clock:
+            raise ValueError(f"edition {self.config.name!r} has age rules: pass now")
+
+    def views(self, story: StoryRecord, now: datetime | None) -> list[ItemView]:
+        """One ``ItemView`` per report; the story card's tags count as tags of every report."""
+        extra = story.card.tags if story.card is not None else ()
+        return [ItemView(it, now, extra) for it in story.items]
+
+    def admits(self, item: StoredItem, now: datetime | None = None) -> bool:
         """Whether one report passes the edition's include and exclude rules."""
-        if self.include and not any(rule_matches(r, item) for r in self.include):
-            return False
-        return not any(rule_matches(r, item) for r in self.exclude)
+        self._check_clock(now)
+        return self.rules.admits(ItemView(item, now))
 
-
-def published_of(item: StoredItem) -> datetime:
-    """When the publisher says it appeared; when it says nothing, when we collected it."""
-    return item.published_at or item.collected_at
+    def explain(self, item: StoredItem, now: datetime | None = None) -> ReportVerdict:
+        """Which rule let one report in or kept it out, and why."""
+        self._check_clock(now)
+        return self.rules.explain(ItemView(item, now))
 
 
 def choose_lead(items: Sequence[StoredItem]) -> StoredItem:
@@ -99,7 +76,7 @@ def choose_lead(items: Sequence[StoredItem]) -> StoredItem:
     return min(items, key=lambda it: (-it.source_weight, published_of(it), it.id))
 
 
-def to_entry(story: StoryRecord, lead: StoredItem) -> EditionEntry:
+def to_entry(story: StoryRecord, lead: StoredItem, *, score: float = 0.0) -> EditionEntry:
     """Export shape of one story: the lead's fields plus every report as a ``SourceRef``."""
     others = sorted((it for it in story.items if it.id != lead.id), key=published_of)
     reports = (lead, *others)
@@ -125,7 +102,123 @@ def to_entry(story: StoryRecord, lead: StoredItem) -> EditionEntry:
             )
             for it in reports
         ),
+        score=score,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StoryDecision:
+    """What the edition did with one story, and the numbers behind it."""
+
+    story: StoryRecord
+    status: Status
+    lead: StoredItem | None = None  # set for every admitted story (all but not_matched)
+    entry: EditionEntry | None = None  # the export shape, score filled (admitted stories)
+    parts: ScoreParts | None = None  # score components (admitted stories)
+    rank: int | None = None  # 1-based rank in the edition (status "in")
+    position: int | None = None  # 1-based position in sort order before cap and limit
+    capped_by: tuple[str, ...] = ()  # ids of the lead publisher's stories ahead (capped)
+
+
+class _Admitted(NamedTuple):
+    """An admitted story on the hot path: only what ordering needs, no export shape yet."""
+
+    story: StoryRecord
+    lead: StoredItem
+    published: datetime
+    score: float
+    boosts: tuple[tuple[str, float], ...]
+
+
+def score_parts(
+    config: EditionConfig,
+    story: StoryRecord,
+    lead: StoredItem,
+    boosts: Sequence[tuple[str, float]],
+    now: datetime,
+) -> ScoreParts:
+    """The score of ``story`` in ``config`` with all its components (``rank.score_story``)."""
+    return score_story(
+        weight=lead.source_weight,
+        publishers=len({it.source_key for it in story.items}),
+        boosts=boosts,
+        first_published=min(published_of(it) for it in story.items),
+        now=now,
+        half_life_seconds=config.half_life,
+    )
+
+
+def decide(
+    config: EditionConfig,
+    stories: Sequence[StoryRecord],
+    *,
+    now: datetime,
+    details: bool = True,
+) -> list[StoryDecision]:
+    """The edition's decision for every story with reports: exported ones first, in order, then the
+    admitted ones that were cut (sort order; too old last), then the ones no report of which
+    passed the rules (input order).
+
+    With ``details=False`` (``build_edition``) only exported stories get ``entry`` and
+    ``parts``; the rest carry just their status. The export shape of a story is built once.
+    """
+    curator = Curator.from_config(config)
+    rules = curator.rules
+    filtering = bool(rules.include or rules.exclude)
+    boosting = bool(rules.boosters())
+    cutoff = now - timedelta(days=config.max_age_days)
+    fresh: list[_Admitted] = []
+    old: list[_Admitted] = []
+    rejected: list[StoryDecision] = []
+    for story in stories:
+        if not story.items:
+            continue
+        views = curator.views(story, now) if filtering or boosting else []
+        if filtering and not any(rules.admits(v) for v in views):
+            rejected.append(StoryDecision(story, "not_matched"))
+            continue
+        lead = choose_lead(story.items)
+        boosts = rules.story_boost(views) if boosting else ()
+        score = score_value(
+            lead.source_weight,
+            len({it.source_key for it in story.items}),
+            sum(b for _, b in boosts),
+            (now - min(published_of(it) for it in story.items)).total_seconds(),
+            config.half_life,
+        )
+        adm = _Admitted(story, lead, published_of(lead), score, boosts)
+        (fresh if adm.published >= cutoff else old).append(adm)
+    placements = place(
+        [
+            Candidate(i, a.story.public_id, a.lead.source_key, a.published, a.score)
+            for i, a in enumerate(fresh)
+        ],
+        sort=config.sort,
+        limit=config.limit,
+        max_per_source=config.max_per_source,
+    )
+
+    def decision(a: _Admitted, status: Status, placed: Placement | None = None) -> StoryDecision:
+        full = details or status == "in"
+        return StoryDecision(
+            a.story,
+            status,
+            lead=a.lead,
+            entry=to_entry(a.story, a.lead, score=a.score) if full else None,
+            parts=score_parts(config, a.story, a.lead, a.boosts, now) if full else None,
+            rank=placed.rank if placed else None,
+            position=placed.position if placed else None,
+            capped_by=placed.capped_by if placed else (),
+        )
+
+    ordered = [p for p in placements if p.status == "in"]
+    ordered += [p for p in placements if p.status != "in"]
+    old.sort(key=lambda a: (a.published, a.story.public_id), reverse=True)
+    return [
+        *(decision(fresh[p.key], p.status, p) for p in ordered),
+        *(decision(a, "too_old") for a in old),
+        *rejected,
+    ]
 
 
 def build_edition(
@@ -135,18 +228,9 @@ def build_edition(
     base_url: str,
     now: datetime,
 ) -> EditionFeed:
-    """Select, order (newest lead first) and cap the stories of one edition."""
-    curator = Curator.from_config(config)
-    cutoff = now - timedelta(days=config.max_age_days)
-    entries: list[EditionEntry] = []
-    for story in stories:
-        if not story.items or not any(curator.admits(it) for it in story.items):
-            continue
-        entry = to_entry(story, choose_lead(story.items))
-        if entry.published >= cutoff:
-            entries.append(entry)
-    entries.sort(key=lambda e: (e.published, e.id), reverse=True)
-    entries = entries[: config.limit]
+    """Select, score, order (by time or score), cap per publisher and limit one edition."""
+    decisions = decide(config, stories, now=now, details=False)
+    entries = tuple(d.entry for d in decisions if d.status == "in" and d.entry is not None)
     updated = max((e.updated for e in entries), default=_EPOCH)
     return EditionFeed(
         name=config.name,
@@ -154,5 +238,5 @@ def build_edition(
         description=config.description or config.title,
         base_url=base_url.rstrip("/"),
         updated=updated,
-        entries=tuple(entries),
+        entries=entries,
     )

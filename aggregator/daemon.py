@@ -12,7 +12,8 @@ import logging
 import signal
 import threading
 from contextlib import suppress
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from functools import partial
 from types import FrameType
 from typing import Any
 
@@ -21,10 +22,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.api import DaemonAdmin
 from aggregator.app import open_pipeline
+from aggregator.enrich import Enricher, open_enricher
 from aggregator.metrics import build_metrics
 from aggregator.pipeline import Pipeline
+from aggregator.recap_cli import recap_trigger, weekly_recaps
 from aggregator.settings import Settings
 from aggregator.store.db import schema_is_current
+from aggregator.store.recaps import RecapStore
 from aggregator.web import create_app
 
 log = logging.getLogger("aggregator.daemon")
@@ -34,8 +38,11 @@ SHUTDOWN_GRACE_SECONDS = 8.0
 class Runner:
     """APScheduler driving ``Pipeline.tick``; remembers the tick in flight for shutdown."""
 
-    def __init__(self, pipeline: Pipeline, tick_seconds: float) -> None:
+    def __init__(
+        self, pipeline: Pipeline, tick_seconds: float, enricher: Enricher | None = None
+    ) -> None:
         self.pipeline = pipeline
+        self.enricher = enricher
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         self.scheduler.add_job(
             self._tick,
@@ -47,6 +54,28 @@ class Runner:
             misfire_grace_time=None,
             next_run_time=datetime.now(UTC),  # first tick at start, not one interval later
         )
+        recap = pipeline.settings.recap
+        if recap.enabled:  # weekly recap of every edition (aggregator.recap_cli)
+            self.scheduler.add_job(
+                self._recap,
+                recap_trigger(recap),
+                id="recap",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=6 * 3600,  # a daemon down at the hour still makes it
+            )
+        if enricher is not None:  # story cards, off the hot path (aggregator.enrich.worker)
+            every = enricher.settings.interval_seconds
+            self.scheduler.add_job(
+                self._enrich,
+                "interval",
+                seconds=every,
+                id="enrich",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=None,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=min(every, 5.0)),
+            )
         self._current: asyncio.Task[None] | None = None
 
     @property
@@ -73,6 +102,24 @@ class Runner:
         finally:
             self._current = None
 
+    async def _recap(self) -> None:
+        """Build last week's recaps on the pipeline's database thread; failures are logged."""
+        pipeline = self.pipeline
+        try:
+            await pipeline.run_in_db(
+                weekly_recaps, pipeline.settings, pipeline.repo, pipeline.clock.now()
+            )
+        except Exception:  # the next week's run goes ahead as usual
+            log.exception("weekly recap failed")
+
+    async def _enrich(self) -> None:
+        """One enrichment pass; a failed pass is logged and the next one runs as usual."""
+        assert self.enricher is not None
+        try:
+            await self.enricher.run_once()
+        except Exception:
+            log.exception("enrichment pass failed")
+
     def start(self) -> None:
         self.scheduler.start()
 
@@ -95,8 +142,17 @@ class Runner:
 async def serve(settings: Settings, *, host: str | None = None, port: int | None = None) -> None:
     """``aggregator run``: scheduler + HTTP server in one process until SIGTERM/SIGINT."""
     metrics = build_metrics()
-    async with open_pipeline(settings, metrics=metrics, warm=True) as pipeline:
-        runner = Runner(pipeline, settings.schedule.tick_seconds)
+    async with (
+        open_pipeline(settings, metrics=metrics, warm=True) as pipeline,
+        open_enricher(
+            settings,
+            pipeline.repo.engine,
+            clock=pipeline.clock,
+            rerender=partial(pipeline.run_in_db, pipeline.render_editions),
+        ) as enricher,
+    ):
+        enrich = enricher if settings.enrich.enabled else None
+        runner = Runner(pipeline, settings.schedule.tick_seconds, enrich)
         engine = pipeline.repo.engine
 
         def readiness() -> dict[str, bool]:
@@ -104,7 +160,12 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
 
         admin = DaemonAdmin(pipeline.repo, pipeline, pipeline.clock)
         app = create_app(
-            settings, pipeline.repo, readiness=readiness, metrics=metrics, admin=admin
+            settings,
+            pipeline.repo,
+            readiness=readiness,
+            metrics=metrics,
+            admin=admin,
+            recaps=RecapStore(engine),
         )
         config = uvicorn.Config(
             app,

@@ -3,22 +3,35 @@
 Runs in a worker process when parsing dominates (feedparser is CPU-bound), so it takes and
 returns only picklable values, and it never raises: a body that is not a feed, or a parser bug
 tripped by hostile input, becomes ``Ingested.error`` and is recorded against that source only.
+
+A changed feed usually repeats most of its entries unchanged. The caller may pass ``known``:
+digests (``stored_digest``) of the (item key, content hash) pairs it has stored for the source.
+Entries whose cheap identity (``normalize.entry_identity``: key and content hash, no HTML work)
+is among them are returned as *stubs* (listed in ``Ingested.stubs``) instead of being
+sanitized and normalized in full, which is most of the cost of an entry after feedparser. A stub
+has the identity fields of the full item, so the planner treats it exactly as the full item (it
+finds it stored and unchanged); the pipeline re-ingests without ``known`` in the rare case a
+plan would still write one (a digest that was stale or collided), so stubs are never stored.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
 
+from aggregator.dedupe.identity import item_keys
 from aggregator.errors import ParseError
 from aggregator.model import Item, ParsedFeed
-from aggregator.normalize import normalize_entry
+from aggregator.normalize import entry_identity, normalize_entry
 from aggregator.parse import parse_feed
 from aggregator.schedule import mean_gap_seconds
+
+DIGEST_BYTES = 16
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +43,24 @@ class Ingested:
     mean_gap: float | None
     error: str | None = None
     skipped: int = 0  # entries that could not be normalized
+    stubs: frozenset[int] = frozenset()  # indexes of ``items`` that are identity-only stubs
+
+
+def stored_digest(item_key: str, content_hash: str) -> bytes:
+    """A short digest of one stored (item key, content hash) pair, for ``ingest(known=...)``."""
+    value = f"{item_key}\x1f{content_hash}".encode("utf-8", "surrogatepass")
+    return hashlib.blake2b(value, digest_size=DIGEST_BYTES).digest()
+
+
+def pack_digests(digests: Sequence[bytes]) -> bytes:
+    """Digests as one bytes value (cheap to send to a worker process)."""
+    return b"".join(digests)
+
+
+def _unpack(known: bytes | None) -> frozenset[bytes]:
+    if not known:
+        return frozenset()
+    return frozenset(known[i : i + DIGEST_BYTES] for i in range(0, len(known), DIGEST_BYTES))
 
 
 def ingest(
@@ -38,17 +69,29 @@ def ingest(
     url: str,
     default_language: str | None,
     now: datetime,
+    known: bytes | None = None,
 ) -> Ingested:
-    """Parse ``body`` and normalize every entry; failures are values, not exceptions."""
+    """Parse ``body`` and normalize every entry; failures are values, not exceptions.
+
+    ``known`` (``pack_digests`` of ``stored_digest`` values) lets entries stored unchanged come
+    back as stubs; without it every entry is normalized in full.
+    """
     try:
         feed = parse_feed(body, headers, url)
     except ParseError as exc:
         return Ingested(None, (), None, error=str(exc))
     except Exception as exc:  # a parser bug on hostile input must not kill the tick
         return Ingested(None, (), None, error=f"unexpected parser failure: {exc!r}"[:500])
+    stubs = _known_stubs(feed, url, _unpack(known))
     items: list[Item] = []
+    stub_index: set[int] = set()
     skipped = 0
-    for entry in feed.entries:
+    for position, entry in enumerate(feed.entries):
+        stub = stubs.get(position)
+        if stub is not None:
+            stub_index.add(len(items))
+            items.append(stub)
+            continue
         try:
             items.append(
                 normalize_entry(
@@ -59,7 +102,40 @@ def ingest(
             skipped += 1
     gap = mean_gap_seconds([e.published or e.updated for e in feed.entries], now=now)
     items = keep_distinguishing_fragments(items)
-    return Ingested(dataclasses.replace(feed, entries=()), tuple(items), gap, skipped=skipped)
+    return Ingested(
+        dataclasses.replace(feed, entries=()),
+        tuple(items),
+        gap,
+        skipped=skipped,
+        stubs=frozenset(stub_index),
+    )
+
+
+def _known_stubs(feed: ParsedFeed, url: str, known: frozenset[bytes]) -> dict[int, Item]:
+    """Identity stubs of the entries whose (key, content hash) digest is in ``known``.
+
+    Keys depend on the whole batch (repeated GUIDs, fragments), so every entry's identity is
+    computed; if any entry has none (no title of its own) or fails, nothing is stubbed and the
+    body is normalized in full, exactly as without ``known``.
+    """
+    if not known or not feed.entries:
+        return {}
+    identities: list[Item] = []
+    for entry in feed.entries:
+        try:
+            identity = entry_identity(entry, feed, feed_url=url)
+        except Exception:
+            return {}
+        if identity is None:
+            return {}
+        identities.append(identity)
+    adjusted = keep_distinguishing_fragments(identities)
+    keys = item_keys(adjusted)
+    return {
+        position: identities[position]
+        for position, (key, item) in enumerate(zip(keys, adjusted, strict=True))
+        if stored_digest(key, item.content_hash) in known
+    }
 
 
 def keep_distinguishing_fragments(items: list[Item]) -> list[Item]:

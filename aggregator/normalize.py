@@ -30,10 +30,10 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from aggregator.model import Item, ParsedEntry, ParsedFeed
-from aggregator.sanitize import html_to_text, sanitize_html, strip_markup
+from aggregator.sanitize import html_to_text, sanitize_html, sanitized_text, strip_markup
 from aggregator.urls import canonical_url, resolve_url, same_site
 
-__all__ = ["normalize_entry"]
+__all__ = ["entry_identity", "normalize_entry"]
 
 MAX_HTML_CHARS = 512 * 1024
 TEXT_SOURCE_CHARS = 64 * 1024
@@ -128,6 +128,44 @@ def _content_hash(title: str, body: str) -> str:
     return digest.hexdigest()
 
 
+def _entry_title(entry: ParsedEntry) -> str | None:
+    """The entry's own title as plain text (None when it has none: derived from the body)."""
+    title = _plain(_cap(entry.title, 4 * MAX_TITLE_CHARS), MAX_TITLE_CHARS)
+    return (strip_markup(title) or None) if title else None
+
+
+def entry_identity(entry: ParsedEntry, feed: ParsedFeed, *, feed_url: str) -> Item | None:
+    """The fields of ``normalize_entry(entry, ...)`` that identify it, computed cheaply.
+
+    Returns an ``Item`` whose ``guid``, ``url``, ``canonical_url``, ``title`` and
+    ``content_hash`` equal those of the full normalization (the same helpers compute them),
+    without sanitizing any HTML: its ``summary_html``, ``content_html`` and ``text`` are empty
+    and its other fields unset. Ingest uses it to recognise entries already stored unchanged,
+    which then skip the expensive part. None when the entry has no title of its own (the
+    title, and so the hash, would be derived from the sanitized body).
+    """
+    title = _entry_title(entry)
+    if title is None:
+        return None
+    url = resolve_url(entry.link, feed.link, feed_url)
+    raw = _cap(entry.content) or _cap(entry.summary) or ""
+    return Item(
+        guid=(entry.guid.strip() or None) if entry.guid else None,
+        url=url,
+        canonical_url=canonical_url(url),
+        title=title,
+        summary_html="",
+        content_html="",
+        text="",
+        author=None,
+        categories=(),
+        language=None,
+        published_at=None,
+        updated_at=None,
+        content_hash=_content_hash(title, raw),
+    )
+
+
 def normalize_entry(
     entry: ParsedEntry,
     feed: ParsedFeed,
@@ -154,14 +192,14 @@ def normalize_entry(
     else:
         summary_html = sanitize_html(raw_summary, base) if raw_summary else ""
 
-    body_text = html_to_text((summary_html or content_html)[:TEXT_SOURCE_CHARS])
+    # only the start of the body's text is ever used (excerpt, derived title, ``text``)
+    body_text = sanitized_text((summary_html or content_html)[:TEXT_SOURCE_CHARS], MAX_TEXT_CHARS)
     if not summary_html and body_text:
         summary_html = f"<p>{html.escape(_truncate(body_text, EXCERPT_CHARS), quote=False)}</p>"
     if not content_html:
         content_html = summary_html
 
-    title = _plain(_cap(entry.title, 4 * MAX_TITLE_CHARS), MAX_TITLE_CHARS)
-    title = strip_markup(title) if title else None
+    title = _entry_title(entry)
     if not title:
         title = _derive_title(body_text) if body_text else UNTITLED
     text = f"{title} {body_text}".strip() if body_text else title

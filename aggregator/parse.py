@@ -28,12 +28,16 @@ import io
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta, timezone
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import feedparser
+import feedparser.mixin
+import feedparser.namespaces._base
+import feedparser.urls
 
 from aggregator.charset import repair_encoding
 from aggregator.errors import ParseError
@@ -43,6 +47,54 @@ from aggregator.sanitize import html_to_text, strip_markup
 __all__ = ["parse_date", "parse_feed"]
 
 JSON_FEED_VERSION = re.compile(r"^https?://jsonfeed\.org/version/(\d+(?:\.\d+)?)/?$")
+
+# -------------------------------------------------------------------- feedparser speed-ups
+
+_URL_CACHE = 4096
+
+
+def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` (a pure function of strings) memoized; unhashable arguments bypass the cache."""
+    memo = lru_cache(maxsize=_URL_CACHE)(fn)
+
+    def call(*args: Any) -> Any:
+        try:
+            return memo(*args)
+        except TypeError:
+            return fn(*args)
+
+    return call
+
+
+def _install_speedups() -> None:
+    """Make two hot spots of feedparser cheaper without changing what it returns.
+
+    * ``_urljoin`` and ``make_safe_absolute_uri`` are memoized where feedparser calls them: it
+      joins the current ``xml:base`` with itself on every start tag and resolves every link and
+      id with ``urllib.parse.urljoin``, about a fifth of its time on the farm's feeds, for a
+      handful of distinct (base, URL) pairs per document. Both are pure (strings in, string
+      out; the scheme allow-list is a constant), so a cache returns exactly what they would.
+    * Every text value goes through ``str.translate(_cp1252)`` (C1 controls to their cp1252
+      characters). With a dict, each non-ASCII character of the text is a failed lookup that
+      raises and clears a ``KeyError`` inside CPython: 58 us per 1,000 Chinese characters.
+      The same mapping as a tuple indexed by code point (identity except U+0080-U+009F; beyond
+      the BMP an ``IndexError`` leaves the character as the dict miss did) takes half that.
+
+    Installed once per process, on the names feedparser's modules look up at call time.
+    """
+    if getattr(feedparser.mixin, "_aggregator_cached", False):
+        return
+    cp1252 = feedparser.mixin._cp1252
+    feedparser.mixin._cp1252 = tuple(cp1252.get(i, i) for i in range(0x10000))
+    join = _cached(feedparser.urls._urljoin)
+    safe = _cached(feedparser.urls.make_safe_absolute_uri)
+    feedparser.mixin._urljoin = join
+    feedparser.mixin.make_safe_absolute_uri = safe
+    feedparser.namespaces._base.make_safe_absolute_uri = safe
+    feedparser.mixin._aggregator_cached = True
+
+
+_install_speedups()
 
 # -------------------------------------------------------------------- XML entity guard
 

@@ -4,6 +4,17 @@ This is the only place where the pure stages meet IO. Each source is handled on 
 failure of any kind is recorded on that source (status, last error, backoff) and never reaches
 the others or the tick. Database calls run on one dedicated thread (SQLAlchemy is synchronous;
 one writer suits SQLite), parsing runs on a process pool when one is given.
+
+What keeps a run cheap (``bench/README.md`` has the numbers):
+
+* at most ``fetch.concurrency`` sources are between fetch and apply at once, so fetched
+  bodies waiting for a parse worker are bounded, not the whole run's;
+* plans that change only a source's poll state (a 304, an unchanged body, a failure) are
+  written together, one transaction per batch (``Repository.write_source_states``), not one
+  each: whatever arrived while the previous batch was being written forms the next one;
+* a body whose hash did not change is not parsed; in a changed body, entries stored unchanged
+  are recognised from their key and content hash and skip sanitizing (``ingest(known=...)``);
+* one log line per source only at DEBUG (failures at INFO); one summary line per run at INFO.
 """
 
 from __future__ import annotations
@@ -21,15 +32,25 @@ from functools import partial
 from typing import Any, TypeVar
 
 from aggregator.clock import Clock
+from aggregator.dedupe.prepare import prepare_many
 from aggregator.fetch import Fetcher
-from aggregator.ingest import Ingested, ingest
+from aggregator.ingest import Ingested, ingest, pack_digests, stored_digest
 from aggregator.metrics import Metrics
-from aggregator.model import Fetched, FetchFailed, FetchResult, SourceState, UpdatePlan
+from aggregator.model import (
+    ApplyResult,
+    Fetched,
+    FetchFailed,
+    FetchResult,
+    Snapshot,
+    SourceState,
+    UpdatePlan,
+)
 from aggregator.parsepool import LazyProcessPool
 from aggregator.plan import answered, build_plan, is_network_failure, keyed_items
 from aggregator.publish import render_all
 from aggregator.settings import Settings
-from aggregator.store.matching import match_recent
+from aggregator.store.matching import MatchAfterApply
+from aggregator.store.recaps import RecapStore
 from aggregator.store.repo import Repository
 
 log = logging.getLogger("aggregator.pipeline")
@@ -37,6 +58,68 @@ T = TypeVar("T")
 #: No publisher answered for this long, and every one in the batch failed on the network:
 #: that is our outage, not theirs.
 OUTAGE_WINDOW_SECONDS = 60.0
+#: Stored items of a source whose (key, content hash) are sent along with a changed body.
+KNOWN_ITEMS = 500
+#: Poll-state-only plans written per transaction, at most.
+STATE_BATCH = 1000
+_QUIET = frozenset({"ok", "not_modified", "deferred"})  # outcomes logged at DEBUG only
+
+
+class _Slot:
+    """One place among the sources between fetch and apply (``Pipeline.run`` bounds them)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self.held = False
+
+    async def acquire(self) -> None:
+        if not self.held:
+            await self._semaphore.acquire()
+            self.held = True
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self._semaphore.release()
+
+
+class _StateWriter:
+    """Group commit for plans that only change a source's poll state.
+
+    ``write`` queues a plan and waits until it is stored. One drain task writes everything
+    queued as one ``Repository.write_source_states`` call on the database thread; plans that
+    arrive meanwhile form the next batch. A failed batch fails each of its plans' ``write``.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._queue: list[tuple[UpdatePlan, asyncio.Future[None]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def write(self, plan: UpdatePlan) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append((plan, done))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        await done
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # let the plans of this loop iteration join the first batch
+        pipeline = self._pipeline
+        while self._queue:
+            batch, self._queue = self._queue[:STATE_BATCH], self._queue[STATE_BATCH:]
+            try:
+                await pipeline._in_db(
+                    pipeline.repo.write_source_states, [p for p, _ in batch], pipeline.owner
+                )
+            except Exception as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc)
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
 
 
 class _Batch:
@@ -80,6 +163,8 @@ class TickReport:
 
     sources: list[SourceReport] = field(default_factory=list)
     rendered: int = 0
+    seconds: float = 0.0  # wall time of the whole run, render included
+    render_seconds: float = 0.0  # of which re-rendering the editions
 
     @property
     def ok(self) -> int:
@@ -124,6 +209,7 @@ class Pipeline:
         self._pool_lock = asyncio.Lock()
         self._last_answer = float("-inf")  # monotonic time any publisher last answered
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-db")
+        self._states = _StateWriter(self)
 
     def close(self) -> None:
         """Stop the database thread (after in-flight calls finish)."""
@@ -132,6 +218,11 @@ class Pipeline:
     async def _in_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, partial(fn, *args, **kwargs))
+
+    async def run_in_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` on the pipeline's database thread, serialised with polling and renders
+        (the daemon's other jobs, e.g. the weekly recap, use it)."""
+        return await self._in_db(fn, *args, **kwargs)
 
     # ------------------------------------------------------------------ runs
 
@@ -164,24 +255,50 @@ class Pipeline:
         """Poll the given (already claimed) sources concurrently, then render if needed."""
         report = TickReport()
         batch = _Batch(len(sources))
+        in_flight = asyncio.Semaphore(max(self.settings.fetch.concurrency, 8))
+        started = time.perf_counter()
 
         async def one(src: SourceState) -> None:
-            rep = await self.process(src, batch)
+            slot = _Slot(in_flight)
+            await slot.acquire()
+            try:
+                rep = await self.process(src, batch, slot)
+            finally:
+                slot.release()
             report.sources.append(rep)
             if on_done is not None:
                 on_done(rep)
 
         await asyncio.gather(*(one(s) for s in sources))
         if report.new or report.updated or not await self._in_db(self.repo.list_snapshot_editions):
+            render_started = time.perf_counter()
             report.rendered = await self._in_db(self.render_editions)
+            report.render_seconds = time.perf_counter() - render_started
         if self.metrics is not None:
             await self._in_db(self.refresh_gauges)
+        report.seconds = time.perf_counter() - started
+        if sources:
+            log.info(
+                "polled %d sources: %d ok, %d failed, %d new, %d updated items in %.2f s",
+                len(sources),
+                report.ok,
+                report.failed,
+                report.new,
+                report.updated,
+                report.seconds,
+            )
         return report
 
     # ------------------------------------------------------------------ one source
 
-    async def process(self, source: SourceState, batch: _Batch | None = None) -> SourceReport:
-        """Fetch, ingest, plan and apply one source; never raises."""
+    async def process(
+        self, source: SourceState, batch: _Batch | None = None, slot: _Slot | None = None
+    ) -> SourceReport:
+        """Fetch, ingest, plan and apply one source; never raises.
+
+        ``slot`` (held by the caller) is given up while waiting to judge a network failure
+        against the rest of ``batch``, so the sources still to fetch can proceed.
+        """
         started = time.perf_counter()
         result: FetchResult | None = None
         try:
@@ -192,22 +309,15 @@ class Pipeline:
             finally:
                 if batch is not None:
                     batch.record(result)
-            plan = await self._plan(source, result, await self._is_outage(result, batch))
+            plan = await self._plan(source, result, await self._is_outage(result, batch, slot))
             now = self.clock.now()
-            applied = await self._in_db(self.repo.apply, plan, now, self.owner)
+            matcher = await self._matcher(plan, now)
+            applied = await self._apply(plan, now, matcher)
             if self.metrics is not None and applied.new > applied.new_stories:
                 # reports that joined a story already told by someone (URL or link-blog match)
                 self.metrics.stories_merged.inc(applied.new - applied.new_stories)
-            if applied.new and self.settings.stories.match_text:
-                matched = await self._in_db(
-                    match_recent,
-                    self.repo.engine,
-                    plan.source_id,
-                    now,
-                    window=timedelta(days=self.settings.stories.window_days),
-                )
-                if self.metrics is not None and matched.merged:
-                    self.metrics.stories_merged.inc(matched.merged)
+            if self.metrics is not None and matcher is not None and matcher.report.merged:
+                self.metrics.stories_merged.inc(matcher.report.merged)
             upd = plan.source_update
             rep = SourceReport(
                 source.key,
@@ -228,22 +338,61 @@ class Pipeline:
                 elapsed=time.perf_counter() - started,
             )
             await self._record_crash(source, rep.error or "internal error")
-        log.info(
-            "polled %s",
-            source.key,
-            extra={
-                "source": source.key,
-                "url": source.url,
-                "outcome": rep.status,
-                "new": rep.new,
-                "updated": rep.updated,
-                "error": rep.error,
-                "duration_ms": round(rep.elapsed * 1000, 1),
-            },
-        )
+        level = logging.DEBUG if rep.status in _QUIET else logging.INFO
+        if log.isEnabledFor(level):
+            log.log(
+                level,
+                "polled %s",
+                source.key,
+                extra={
+                    "source": source.key,
+                    "url": source.url,
+                    "outcome": rep.status,
+                    "new": rep.new,
+                    "updated": rep.updated,
+                    "error": rep.error,
+                    "duration_ms": round(rep.elapsed * 1000, 1),
+                },
+            )
         if self.metrics is not None:
             self._count(rep, result)
         return rep
+
+    async def _apply(
+        self, plan: UpdatePlan, now: datetime, matcher: MatchAfterApply | None = None
+    ) -> ApplyResult:
+        """Store ``plan``: its own transaction when it writes items or moves the source's URL,
+        else batched with other sources' poll states (``_StateWriter``). ``matcher`` runs in
+        the apply's transaction (story matching: one commit per source)."""
+        if plan.intents or plan.source_update.url:
+            return await self._in_db(self.repo.apply, plan, now, self.owner, matcher)
+        await self._states.write(plan)
+        return ApplyResult()
+
+    async def _matcher(self, plan: UpdatePlan, now: datetime) -> MatchAfterApply | None:
+        """Text story matching for ``plan``'s new and edited items, when enabled: their
+        features and band keys are computed first, in a parse worker when there is a pool
+        (pure CPU that would otherwise hold the database thread)."""
+        if not self.settings.stories.match_text or not plan.intents:
+            return None
+        prepared = None
+        if self.parse_executor is not None:
+            rows = [
+                (i.item.title, i.item.summary_html, i.item.language, i.item.published_at)
+                for i in plan.intents
+            ]
+            loop = asyncio.get_running_loop()
+            try:
+                prepared = await loop.run_in_executor(self.parse_executor, prepare_many, rows)
+            except Exception:  # e.g. a broken worker: the matcher computes them itself
+                log.exception("preparing story matching in a worker failed; doing it inline")
+        return MatchAfterApply(
+            plan.source_id,
+            now,
+            edited_keys=tuple(i.item_key for i in plan.intents if i.action == "update"),
+            prepared=prepared,
+            window=timedelta(days=self.settings.stories.window_days),
+        )
 
     def _count(self, rep: SourceReport, result: FetchResult | None) -> None:
         """Update fetch and item metrics for one processed source."""
@@ -277,14 +426,22 @@ class Pipeline:
             self.metrics.sources.labels(status=status).set(n)
         self.metrics.next_due_lag_seconds.set(self.repo.overdue_seconds(self.clock.now()))
 
-    async def _is_outage(self, result: FetchResult, batch: _Batch | None) -> bool:
+    async def _is_outage(
+        self, result: FetchResult, batch: _Batch | None, slot: _Slot | None = None
+    ) -> bool:
         """True when ``result`` is a network failure and nobody else answered either."""
         if answered(result):
             self._last_answer = time.monotonic()
             return False
         if not is_network_failure(result) or batch is None or batch.size < 2:
             return False
-        await batch.wait()  # bounded: every fetch ends within the fetcher's total timeout
+        if slot is not None:
+            slot.release()  # no body held; let the sources still to fetch have the place
+        try:
+            await batch.wait()  # bounded: every fetch ends within the fetcher's total timeout
+        finally:
+            if slot is not None:
+                await slot.acquire()
         quiet_for = time.monotonic() - self._last_answer
         return not batch.answered and quiet_for > OUTAGE_WINDOW_SECONDS
 
@@ -304,21 +461,54 @@ class Pipeline:
                 parse_error=None, body_hash=body_hash, now=now, settings=settings, rng=rng,
                 unchanged=True,
             )  # fmt: skip
-        ingested = await self._ingest(result, source, now)
+        known = await self._in_db(self._known_digests, source.id)
+        ingested = await self._ingest(result, source, now, known)
+        # no known digest: the source has no stored item, so none can match by key or URL
+        plan = await self._plan_items(source, result, ingested, body_hash, now, known is not None)
+        if ingested.stubs and _writes_stub(plan, ingested):
+            # a stored digest was stale (or collided): this body needs every entry in full
+            log.debug("source %s: re-ingesting without known entries", source.key)
+            ingested = await self._ingest(result, source, now, None)
+            plan = await self._plan_items(source, result, ingested, body_hash, now)
+        return plan
+
+    async def _plan_items(
+        self,
+        source: SourceState,
+        result: Fetched,
+        ingested: Ingested,
+        body_hash: str,
+        now: datetime,
+        has_items: bool = True,
+    ) -> UpdatePlan:
         keyed = keyed_items(ingested.items)
         keys = [k for k, _ in keyed]
         urls = [it.canonical_url for _, it in keyed if it.canonical_url]
-        existing = await self._in_db(self.repo.existing_items, source.id, keys, urls)
-        tombstoned = await self._in_db(self.repo.tombstoned, source.id, keys)
+
+        def lookups() -> tuple[Any, set[str]]:
+            return (
+                self.repo.existing_items(source.id, keys, urls) if has_items else [],
+                self.repo.tombstoned(source.id, keys),
+            )
+
+        existing, tombstoned = await self._in_db(lookups)
+        settings, rng = self.settings.schedule, self.rng
         return build_plan(
             source, result, feed=ingested.feed, mean_gap=ingested.mean_gap, keyed=keyed,
             existing=existing, tombstoned=tombstoned, parse_error=ingested.error,
             body_hash=body_hash, now=now, settings=settings, rng=rng,
         )  # fmt: skip
 
-    async def _ingest(self, result: Fetched, source: SourceState, now: datetime) -> Ingested:
+    def _known_digests(self, source_id: int) -> bytes | None:
+        """Digests of the source's recent stored (key, content hash) pairs (``ingest(known=)``)."""
+        pairs = self.repo.recent_item_hashes(source_id, KNOWN_ITEMS)
+        return pack_digests([stored_digest(k, h) for k, h in pairs]) if pairs else None
+
+    async def _ingest(
+        self, result: Fetched, source: SourceState, now: datetime, known: bytes | None = None
+    ) -> Ingested:
         if self.parse_executor is None:
-            return ingest(result.body, result.headers, result.url, source.language, now)
+            return ingest(result.body, result.headers, result.url, source.language, now, known)
         pool = self.parse_executor
         if isinstance(pool, LazyProcessPool) and not pool.started:
             # starting the workers blocks for a moment: do it off the event loop, once
@@ -334,6 +524,7 @@ class Pipeline:
             result.url,
             source.language,
             now,
+            known,
         )
 
     async def _record_crash(self, source: SourceState, error: str) -> None:
@@ -363,21 +554,34 @@ class Pipeline:
 
     def render_editions(self) -> int:
         """Re-render every edition from recent stories; store the snapshots that changed."""
-        now = self.clock.now()
-        horizon = max((e.max_age_days for e in self.settings.editions), default=7.0)
-        limit = max((e.limit for e in self.settings.editions), default=100) * 20
-        stories = self.repo.recent_stories(now - timedelta(days=horizon), limit)
-        snaps = render_all(
-            self.settings.editions, stories, base_url=self.settings.server.base_url, now=now
-        )
-        changed = []
-        for snap in snaps:
-            old = self.repo.get_snapshot(snap.edition, snap.format)
-            if old is None or old.etag != snap.etag:
-                changed.append(snap)
-        if changed:
-            self.repo.save_snapshots(changed)
+        changed = render_stored(self.settings, self.repo, self.clock.now())
         if self.metrics is not None:
             for snap in changed:
                 self.metrics.export_renders.labels(edition=snap.edition, format=snap.format).inc()
         return len(changed)
+
+
+def _writes_stub(plan: UpdatePlan, ingested: Ingested) -> bool:
+    """Whether ``plan`` would insert or update one of the identity-only stub items."""
+    stubs = {id(ingested.items[i]) for i in ingested.stubs}
+    return any(id(intent.item) in stubs for intent in plan.intents)
+
+
+def render_stored(settings: Settings, repo: Repository, now: datetime) -> list[Snapshot]:
+    """Render every edition from the stored recent stories and newest recaps; save and return
+    the snapshots whose bytes changed (shared by the pipeline and ``aggregator recap``)."""
+    horizon = max((e.max_age_days for e in settings.editions), default=7.0)
+    limit = max((e.limit for e in settings.editions), default=100) * 20
+    stories = repo.recent_stories(now - timedelta(days=horizon), limit)
+    recaps = RecapStore(repo.engine).latest([e.name for e in settings.editions])
+    snaps = render_all(
+        settings.editions, stories, base_url=settings.server.base_url, now=now, recaps=recaps
+    )
+    changed = []
+    for snap in snaps:
+        old = repo.get_snapshot(snap.edition, snap.format)
+        if old is None or old.etag != snap.etag:
+            changed.append(snap)
+    if changed:
+        repo.save_snapshots(changed)
+    return changed

@@ -28,10 +28,12 @@ import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from aggregator.model import ParsedFeed
-from aggregator.settings import ScheduleSettings
+
+if TYPE_CHECKING:  # annotations only: parse workers import this module and need no pydantic
+    from aggregator.settings import ScheduleSettings
 
 Outcome = Literal["ok", "not_modified", "error", "gone"]
 

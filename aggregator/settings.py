@@ -7,6 +7,9 @@ of the settings without importing TOML or environment handling.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
+
+from pydantic import Field
 
 FIELDS = ("title", "summary", "content", "categories", "source", "language", "tags")
 
@@ -57,24 +60,51 @@ class SourceConfig:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """Matches an item when any of ``fields`` contains any keyword or matches the regex."""
+    """One edition rule: every condition it gives must hold (``aggregator.rules`` evaluates it).
 
-    fields: tuple[str, ...]
+    Text condition: one of ``fields`` contains one of ``keywords`` / ``phrases`` or matches
+    ``regex``. Attribute conditions: ``sources`` (key or name), ``tags``, ``languages`` (tag
+    prefix), ``max_age`` / ``min_age`` (seconds; the config accepts "6h"). Boolean: every rule of
+    ``all``, at least one of ``any``, and not ``not`` (``not_`` here, a Python keyword). ``name``
+    labels the rule in explanations; ``boost`` adds to the ranking score (top-level rules only).
+    """
+
+    fields: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
+    phrases: tuple[str, ...] = ()
     regex: str | None = None
+    case_sensitive: bool = False
+    sources: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    languages: tuple[str, ...] = ()
+    max_age: float | None = None
+    min_age: float | None = None
+    all: tuple[Rule, ...] = ()
+    any: tuple[Rule, ...] = ()
+    not_: Annotated[Rule | None, Field(alias="not")] = None
+    name: str | None = None
+    boost: float = 0.0
+
+
+SORTS = ("time", "score")
 
 
 @dataclass(frozen=True, slots=True)
 class EditionConfig:
-    """A named, curated output feed."""
+    """A named, curated output feed: rules pick stories, ranking orders and caps them."""
 
     name: str
     title: str
     description: str = ""
     include: tuple[Rule, ...] = ()  # empty: everything is in
     exclude: tuple[Rule, ...] = ()
+    boost: tuple[Rule, ...] = ()  # rules that only change the score, never membership
     limit: int = 100
     max_age_days: float = 7.0
+    sort: str = "time"  # time (newest first) | score (aggregator.rank)
+    max_per_source: int | None = None  # stories per lead publisher; None = no cap
+    half_life: float = 24 * 3600.0  # seconds until freshness halves (the config accepts "24h")
+    related: int = 3  # "Related updates" per story (earlier stories sharing entities); 0 = off
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +138,55 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class EnrichSettings:
+    """Story cards (``aggregator.enrich``): extractive always, an LLM endpoint optionally.
+
+    Enrichment runs as its own job (every ``interval_seconds``), never inside polling. The LLM
+    backend speaks the OpenAI chat-completions protocol to any compatible server; its key is
+    best given as ``AGGREGATOR_ENRICH_LLM_API_KEY``.
+    """
+
+    enabled: bool = True  # the enrichment job at all (extractive cards: offline, cheap)
+    interval_seconds: float = 60.0  # how often the job runs
+    batch_size: int = 50  # stories looked at per pass (newest first)
+    language: str = "en"  # language of LLM cards (and of the title given to foreign stories)
+    llm_enabled: bool = False
+    llm_base_url: str = ""  # e.g. https://api.openai.com/v1, http://127.0.0.1:11434/v1
+    llm_model: str = ""
+    llm_api_key: str | None = None  # AGGREGATOR_ENRICH_LLM_API_KEY
+    llm_response_format: str = "json_schema"  # json_schema | json_object | none
+    llm_max_output_tokens: int = 800
+    llm_temperature: float = 0.2
+    max_input_chars: int = 4000  # story text sent to the model, per report (lead) at most
+    daily_token_budget: int = 200_000  # tokens per UTC day, all replicas together
+    daily_cost_budget: float | None = None  # currency units per UTC day; None = no cost cap
+    price_per_million_input: float = 0.0  # prices for the cost budget
+    price_per_million_output: float = 0.0
+    concurrency: int = 2  # LLM calls in flight per process
+    timeout: float = 30.0  # wall-clock seconds per LLM request
+    max_retries: int = 2  # in-call retries on 429 / 5xx / timeouts (with backoff)
+    retry_base_seconds: float = 300.0  # a failed story is retried after this, doubling
+    max_attempts: int = 8  # then it keeps its extractive card until its text changes
+
+
+@dataclass(frozen=True, slots=True)
+class RecapSettings:
+    """The weekly recap (``aggregator.recap``): one item per edition per ISO week.
+
+    A cron job builds the previous week's recap of every edition at ``day_of_week`` /
+    ``hour`` / ``minute`` in ``timezone`` (an IANA name); weeks run Monday 00:00 to Monday 00:00
+    in that time zone too.
+    """
+
+    enabled: bool = True
+    day_of_week: str = "mon"  # mon | tue | wed | thu | fri | sat | sun
+    hour: int = 7
+    minute: int = 0
+    timezone: str = "UTC"
+    top_n: int = 10  # stories listed per recap
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """Everything the daemon is configured with."""
 
@@ -121,5 +200,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     stories: StoriesSettings = field(default_factory=StoriesSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    enrich: EnrichSettings = field(default_factory=EnrichSettings)
+    recap: RecapSettings = field(default_factory=RecapSettings)
     sources: tuple[SourceConfig, ...] = ()
     editions: tuple[EditionConfig, ...] = ()

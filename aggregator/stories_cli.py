@@ -12,8 +12,8 @@ from typing import Annotated
 
 import typer
 
-from aggregator.config import load_settings
-from aggregator.errors import AggregatorError, ConfigError
+from aggregator.cliutil import ConfigOpt, fail, settings_for
+from aggregator.errors import AggregatorError
 from aggregator.store.db import make_engine, storage_errors
 from aggregator.store.matching import explain_item, render_explanation
 
@@ -22,15 +22,13 @@ stories_app = typer.Typer(help="Inspect story matching.", no_args_is_help=True)
 
 @stories_app.command("explain")
 def explain(
+    ctx: typer.Context,
     url: Annotated[str, typer.Argument(help="The item's URL (link, canonical or external).")],
-    config: Annotated[
-        str | None,
-        typer.Option("--config", "-c", help="Config file (default as for other commands)."),
-    ] = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Print why the item at URL joined (or did not join) a story."""
     try:
-        settings = load_settings(config)
+        settings = settings_for(ctx, config)
         engine = make_engine(settings.database_url)
         try:
             with storage_errors(engine, "explain story match"), engine.connect() as conn:
@@ -38,8 +36,7 @@ def explain(
         finally:
             engine.dispose()
     except AggregatorError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from exc
+        raise fail(exc) from exc
     if not found:
         typer.echo(f"no stored item has the URL {url}", err=True)
         raise typer.Exit(1)

@@ -41,6 +41,8 @@ from aggregator.clock import Clock, SystemClock
 from aggregator.errors import StorageError
 from aggregator.metrics import Metrics, build_metrics
 from aggregator.model import Snapshot
+from aggregator.recap import Recap
+from aggregator.render.card import AI_LABEL, EXTRACTED_LABEL, SECTIONS, TLDR_HEADING, humanize_gap
 from aggregator.settings import EditionConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ RETRY_AFTER_SECONDS = 30
 SUMMARY_CHARS = 280
 TEMPLATES_DIR = Path(__file__).with_name("templates")
 UNMATCHED_ROUTE = "<unmatched>"
+RECAP_WEEK = re.compile(r"\d{4}-W\d{2}")
 
 
 class SnapshotSource(Protocol):
@@ -73,6 +76,14 @@ class SnapshotSource(Protocol):
 
     def ping(self) -> None:
         """Return when the database answers; raise :class:`StorageError` when it does not."""
+        ...
+
+
+class RecapSource(Protocol):
+    """Where the recap pages come from (``aggregator.store.recaps.RecapStore``)."""
+
+    def get(self, edition: str, week: str) -> Recap | None:
+        """The stored recap of ``edition`` for ``week``, or None."""
         ...
 
 
@@ -253,6 +264,27 @@ class SourceLink:
 
 
 @dataclass(frozen=True, slots=True)
+class RelatedLink:
+    """An earlier story listed under "Related updates"."""
+
+    title: str
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class StoryCardView:
+    """A story's enrichment as the page shows it: provenance, TL;DR, sections, takeaways."""
+
+    ai_generated: bool
+    provenance: str  # "AI-generated analysis (model)" or "Summary (extracted)"
+    tldr_heading: str
+    tldr: str
+    title: str  # a translated title, when it differs from the story's
+    sections: tuple[tuple[str, str], ...]  # (heading, text)
+    takeaways: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Card:
     """One story as the HTML edition page shows it (all text is plain; the template escapes)."""
 
@@ -263,6 +295,54 @@ class Card:
     ago: str
     summary: str
     also: tuple[SourceLink, ...]
+    collected: str = ""  # "collected in 3m"
+    story_card: StoryCardView | None = None
+    related: tuple[RelatedLink, ...] = ()
+    recap_url: str | None = None
+    is_recap: bool = False
+
+
+def _story_card(data: object, title: str) -> StoryCardView | None:
+    """``_aggregator.card`` as a view, or None when absent or without a TL;DR."""
+    if not isinstance(data, dict):
+        return None
+    tldr = _text(data.get("tldr"))
+    if not tldr:
+        return None
+    ai = data.get("ai_generated") is True
+    model = _text(data.get("model"))
+    takeaways = data.get("key_takeaways")
+    translated = _text(data.get("title"))
+    return StoryCardView(
+        ai_generated=ai,
+        provenance=(f"{AI_LABEL} ({model})" if model else AI_LABEL) if ai else EXTRACTED_LABEL,
+        tldr_heading=TLDR_HEADING if ai else EXTRACTED_LABEL,
+        tldr=tldr,
+        title=translated if translated != title else "",
+        sections=tuple(
+            (heading, text) for name, heading in SECTIONS if (text := _text(data.get(name)))
+        ),
+        takeaways=tuple(
+            t for t in (_text(v) for v in (takeaways if isinstance(takeaways, list) else [])) if t
+        ),
+    )
+
+
+def _related_links(data: object) -> tuple[RelatedLink, ...]:
+    """``_aggregator.related`` as links (non-http URLs dropped, untitled entries skipped)."""
+    out: list[RelatedLink] = []
+    for ref in data if isinstance(data, list) else []:
+        if isinstance(ref, dict) and _text(ref.get("title")):
+            out.append(RelatedLink(_text(ref.get("title")), safe_url(ref.get("url"))))
+    return tuple(out)
+
+
+def _collected(value: object) -> str:
+    """``collected in 3m`` from ``_aggregator.collected_after_seconds`` ("" when unknown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return ""
+    gap = humanize_gap(value)
+    return f"collected in {gap}" if gap else ""
 
 
 def _card(item: dict[str, Any], now: datetime) -> Card:
@@ -288,14 +368,20 @@ def _card(item: dict[str, Any], now: datetime) -> Card:
         if link.publisher == publisher and link.url == url:
             continue  # the lead report itself
         also.append(link)
+    title = _text(item.get("title")) or "(untitled)"
     return Card(
-        title=_text(item.get("title")) or "(untitled)",
+        title=title,
         url=url,
         publisher=publisher,
         published=published,
         ago=time_ago(published, now) if published else "",
         summary=truncate(" ".join(summary.split())),
         also=tuple(also),
+        collected=_collected(ext.get("collected_after_seconds")),
+        story_card=_story_card(ext.get("card"), title),
+        related=_related_links(ext.get("related")),
+        recap_url=safe_url(ext.get("recap_url")),
+        is_recap=ext.get("kind") == "recap",
     )
 
 
@@ -431,6 +517,7 @@ def create_app(
     metrics: Metrics | None = None,
     clock: Clock | None = None,
     admin: AdminBackend | None = None,
+    recaps: RecapSource | None = None,
 ) -> FastAPI:
     """Build the web app over ``store``.
 
@@ -438,7 +525,8 @@ def create_app(
     ``metrics`` is shared with the pipeline (a fresh registry when None, on ``app.state.metrics``);
     ``clock`` drives the "time ago" texts of the HTML view. ``admin`` backs the admin API under
     ``/api/``, mounted only when ``settings.admin.token`` is set (else every ``/api/`` path is a
-    404 and absent from the OpenAPI schema at ``/openapi.json``).
+    404 and absent from the OpenAPI schema at ``/openapi.json``). ``recaps`` serves the weekly
+    recap pages at ``/editions/{edition}/recaps/{week}`` (404 without it).
     """
     metrics = metrics if metrics is not None else build_metrics()
     clock = clock if clock is not None else SystemClock()
@@ -607,6 +695,48 @@ def create_app(
             message=None,
             alternates=[view],
             updated=time_ago(snapshot.generated_at, now),
+        )
+        response.headers["Cache-Control"] = cache_control
+        return response
+
+    @app.get("/editions/{edition}/recaps/{week}", response_class=HTMLResponse)
+    def recap_page(edition: str, week: str) -> HTMLResponse:
+        """One stored weekly recap of an edition (linked from every story card)."""
+        config = editions.get(edition)
+        found: Recap | None = None
+        if config is not None and recaps is not None and RECAP_WEEK.fullmatch(week):
+            try:
+                found = recaps.get(edition, week)
+            except StorageError as exc:
+                log.warning("recap read failed for %s %s: %s", edition, week, exc)
+                return render(
+                    "recap.html",
+                    503,
+                    page_title="Unavailable",
+                    view=None,
+                    recap=None,
+                    message="Storage is unavailable; try again shortly.",
+                    alternates=[],
+                )
+        if config is None or found is None:
+            return render(
+                "recap.html",
+                404,
+                page_title="Not found",
+                view=None,
+                recap=None,
+                message="No such recap.",
+                alternates=[],
+            )
+        view = edition_view(config, base_url)
+        response = render(
+            "recap.html",
+            page_title=found.title,
+            view=view,
+            recap=found,
+            links=[(line, safe_url(line.url)) for line in found.lines],
+            message=None,
+            alternates=[view],
         )
         response.headers["Cache-Control"] = cache_control
         return response

@@ -1,13 +1,33 @@
-"""Benchmark `aggregator poll` (and the peer lemon24/reader) on a local farm of publishers.
+"""Benchmark `aggregator poll` against the peer lemon24/reader on a local farm of publishers.
 
-Three phases per tool on the same farm, in the same run: cold (empty database), warm (nothing
-changed: every fetch is a 304) and tick (20% of feeds gained items). Reports wall time,
-feeds/s, items/s and peak RSS (the whole process tree, sampled every 50 ms).
+For each N: a fresh farm (``farm.py``) and, per tool, three phases in the same run: cold (empty
+database), warm (nothing changed: every fetch is a 304) and tick (20% of feeds gained items).
+The two tools alternate phase by phase on the same farm, so both see the same load.
 
-    python bench/poll_bench.py --feeds 200 [--reader-python bench/.venv-reader/bin/python]
+Per run it reports:
+
+* **cycle**: the poll itself, measured inside the process (``aggregator poll --json``:
+  ``Pipeline.poll_all``, edition render included; reader: ``update_feeds``);
+* **process**: wall time of the whole command, interpreter start-up, imports, schema check and
+  config sync included (the cycle plus a fixed start-up cost);
+* feeds/s and items/s over the cycle;
+* peak memory of the process tree (parse workers and forkserver included), sampled every
+  0.1 s: the sum of RSS (counts pages shared between processes once per process) and the sum
+  of PSS (shares them out: the memory the tree really uses; the targets are judged on it);
+* the 1-minute load average just before the run (the machine may be shared).
+
+    python bench/poll_bench.py --feeds 200 2000            # the README table, one command
 
 The reader peer needs its own venv: ``python -m venv bench/.venv-reader &&
-bench/.venv-reader/bin/pip install reader sgmllib3k``. Results go to stdout as a Markdown table.
+bench/.venv-reader/bin/pip install reader sgmllib3k`` (used by default when present).
+Results go to stdout as Markdown (``--output FILE`` also writes them to a file).
+
+Fairness: every farm feed is on 127.0.0.1, so our per-host politeness (default 2 requests at a
+time, 1 s apart, per host) would serialise the whole farm behind one "host"; the config written
+here lifts it for the farm (``per_host_concurrency = 64``, ``per_host_delay = 0``), as a user
+would for a host they own. reader has no per-host limit at all and runs with its default
+``workers=1`` (``--reader-workers`` changes it; on loopback more threads do not help it, its
+parse is CPU-bound).
 """
 
 from __future__ import annotations
@@ -29,26 +49,41 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_READER = ROOT / "bench" / ".venv-reader" / "bin" / "python"
+PHASES = ("cold", "warm", "tick")
 
 
 @dataclass
-class Phase:
-    """One measured run."""
+class Run:
+    """One measured run of one tool in one phase."""
 
     tool: str
     phase: str
     feeds: int
-    seconds: float
+    cycle: float  # seconds inside the process
+    process: float  # seconds of the whole command
     items: int
-    peak_rss_mb: float
+    rss_mb: float  # peak of the summed RSS of the process tree
+    pss_mb: float  # peak of the summed PSS of the process tree
+    load: float  # 1-minute load average before the run
+    render: float | None = None  # seconds of the cycle spent re-rendering editions (ours)
 
     def row(self) -> str:
-        fps = self.feeds / self.seconds if self.seconds else 0
-        ips = self.items / self.seconds if self.seconds else 0
+        fps = self.feeds / self.cycle if self.cycle else 0
+        ips = self.items / self.cycle if self.cycle else 0
+        render = f"{self.render:.2f}" if self.render is not None else "-"
         return (
-            f"| {self.tool} | {self.phase} | {self.feeds} | {self.seconds:.2f} | {fps:,.0f} | "
-            f"{self.items} | {ips:,.0f} | {self.peak_rss_mb:.0f} |"
+            f"| {self.tool} | {self.phase} | {self.feeds} | {self.cycle:.2f} | {render} | "
+            f"{self.process:.2f} | {fps:,.0f} | {self.items} | {ips:,.0f} | {self.rss_mb:.0f} | "
+            f"{self.pss_mb:.0f} | {self.load:.2f} |"
         )
+
+
+HEADER = (
+    "| tool | phase | feeds | cycle s | of which render s | process s | feeds/s | items new "
+    "| items/s | peak RSS MB (sum) | peak PSS MB (sum) | load before |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+)
 
 
 def free_port() -> int:
@@ -57,37 +92,54 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_measured(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
-    """Run ``cmd``; return wall seconds, peak RSS of its process tree (MB), stdout."""
+def _tree_memory(root: psutil.Process) -> tuple[float, float]:
+    """Summed RSS and PSS (bytes) of ``root`` and its descendants."""
+    rss = pss = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            info = proc.memory_full_info()
+        except psutil.AccessDenied:
+            info = proc.memory_info()
+        except psutil.Error:
+            continue
+        rss += info.rss
+        pss += getattr(info, "pss", info.rss)
+    return rss, pss
+
+
+def run_measured(
+    cmd: list[str], env: dict[str, str], cwd: Path
+) -> tuple[float, float, float, str, float]:
+    """Run ``cmd``; return wall seconds, peak RSS and PSS of its tree (MB), stdout, load."""
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = 0.0
+    peak_rss = peak_pss = 0.0
     stop = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak_rss, peak_pss
         try:
-            parent = psutil.Process(proc.pid)
+            root = psutil.Process(proc.pid)
         except psutil.Error:
             return
         while not stop.is_set():
             try:
-                procs = [parent, *parent.children(recursive=True)]
-                rss = sum(p.memory_info().rss for p in procs if p.is_running())
-                peak = max(peak, rss / 2**20)
+                rss, pss = _tree_memory(root)
             except psutil.Error:
-                pass
-            time.sleep(0.05)
+                rss = pss = 0.0
+            peak_rss, peak_pss = max(peak_rss, rss / 2**20), max(peak_pss, pss / 2**20)
+            stop.wait(0.1)
 
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
     out, err = proc.communicate()
     elapsed = time.perf_counter() - start
     stop.set()
-    t.join()
+    sampler.join()
     if proc.returncode != 0:
-        raise SystemExit(f"{cmd[:3]} failed ({proc.returncode}):\n{err.decode()[-2000:]}")
-    return elapsed, peak, out.decode()
+        raise SystemExit(f"{cmd[:3]} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
+    return elapsed, peak_rss, peak_pss, out.decode(), load
 
 
 def write_config(path: Path, port: int, n: int, db: Path, match_text: bool = False) -> None:
@@ -97,7 +149,7 @@ def write_config(path: Path, port: int, n: int, db: Path, match_text: bool = Fal
         'log_level = "WARNING"',
         "[fetch]",
         "concurrency = 64",
-        "per_host_concurrency = 64",
+        "per_host_concurrency = 64",  # every farm feed is on 127.0.0.1 (see the module doc)
         "per_host_delay = 0.0",
         "[schedule]",
         f"batch_size = {n}",
@@ -110,20 +162,45 @@ def write_config(path: Path, port: int, n: int, db: Path, match_text: bool = Fal
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def ours(phase: str, config: Path, db: Path, n: int, before: int) -> Phase:
-    env = {**os.environ, "AGGREGATOR_CONFIG": str(config)}
-    cmd = [str(ROOT / ".venv" / "bin" / "aggregator"), "poll"]
-    seconds, peak, _ = run_measured(cmd, env, config.parent)
+def count(db: Path, table: str) -> int:
+    if not db.exists():
+        return 0
     with sqlite3.connect(db) as conn:
-        total = conn.execute("select count(*) from items").fetchone()[0]
-    return Phase("aggregator", phase, n, seconds, total - before, peak)
+        return int(conn.execute(f"select count(*) from {table}").fetchone()[0])
 
 
-def reader_peer(phase: str, python: str, port: int, n: int, db: Path, before: int) -> Phase:
-    cmd = [python, str(ROOT / "bench" / "reader_poll.py"), str(db), str(port), str(n)]
-    seconds, peak, out = run_measured(cmd, dict(os.environ), ROOT)
-    total = int(out.strip().splitlines()[-1])
-    return Phase("reader", phase, n, seconds, total - before, peak)
+def ours(phase: str, config: Path, db: Path, n: int) -> Run:
+    before = count(db, "items")
+    env = {**os.environ, "AGGREGATOR_CONFIG": str(config)}
+    cmd = [str(ROOT / ".venv" / "bin" / "aggregator"), "poll", "--json"]
+    seconds, rss, pss, out, load = run_measured(cmd, env, config.parent)
+    summary = json.loads(out.strip().splitlines()[-1])
+    if summary["failed"]:
+        raise SystemExit(f"aggregator: {summary['failed']} sources failed in the {phase} phase")
+    return Run(
+        "aggregator",
+        phase,
+        n,
+        summary["cycle_seconds"],
+        seconds,
+        count(db, "items") - before,
+        rss,
+        pss,
+        load,
+        summary["render_seconds"],
+    )
+
+
+def reader_peer(phase: str, python: str, port: int, n: int, db: Path, workers: int) -> Run:
+    before = count(db, "entries")
+    script = str(ROOT / "bench" / "reader_poll.py")
+    cmd = [python, script, str(db), str(port), str(n), str(workers)]
+    seconds, rss, pss, out, load = run_measured(cmd, dict(os.environ), ROOT)
+    summary = json.loads(out.strip().splitlines()[-1])
+    return Run(
+        "reader", phase, n, summary["cycle_seconds"], seconds, summary["entries"] - before,
+        rss, pss, load,
+    )  # fmt: skip
 
 
 def tick(port: int, fraction: float, seed: int) -> None:
@@ -134,61 +211,116 @@ def tick(port: int, fraction: float, seed: int) -> None:
         json.load(resp)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--feeds", type=int, default=200)
-    parser.add_argument("--reader-python", default=None)
-    parser.add_argument(
-        "--match-text", action="store_true", help="turn on [stories] match_text (text matching)"
-    )
-    args = parser.parse_args()
-    n = args.feeds
+def bench(n: int, reader: str | None, reader_workers: int, match_text: bool) -> list[Run]:
+    """All phases for both tools on a fresh farm of ``n`` feeds."""
     port = free_port()
     farm = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "farm.py"), "--feeds", str(n), "--port", str(port)],
         stdout=subprocess.PIPE,
     )
+    runs: list[Run] = []
     try:
         assert farm.stdout is not None
         print(farm.stdout.readline().decode().strip(), file=sys.stderr)
-        results: list[Phase] = []
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
-            config, db = work / "agg.toml", work / "agg.db"
-            write_config(config, port, n, db, args.match_text)
-            rdb = work / "reader.sqlite"
-            seed = 1
-            for phase in ("cold", "warm", "tick"):
+            config, db, rdb = work / "agg.toml", work / "agg.db", work / "reader.sqlite"
+            write_config(config, port, n, db, match_text)
+            for phase in PHASES:
                 if phase == "tick":
-                    tick(port, 0.2, seed)
-                # ours
-                before = 0
-                if db.exists():
-                    with sqlite3.connect(db) as conn:
-                        before = conn.execute("select count(*) from items").fetchone()[0]
-                results.append(ours(phase, config, db, n, before))
-                print(results[-1].row(), file=sys.stderr)
-                if args.reader_python:
-                    rbefore = 0
-                    if rdb.exists():
-                        with sqlite3.connect(rdb) as conn:
-                            rbefore = conn.execute("select count(*) from entries").fetchone()[0]
-                    results.append(reader_peer(phase, args.reader_python, port, n, rdb, rbefore))
-                    print(results[-1].row(), file=sys.stderr)
-        print(f"\nN = {n} feeds, {os.cpu_count()} CPUs, match_text={args.match_text}\n")
-        print("| tool | phase | feeds | wall s | feeds/s | items new | items/s | peak RSS MB |")
-        print("|---|---|---|---|---|---|---|---|")
-        for r in results:
-            print(r.row())
-        if args.reader_python:
-            print()
-            for phase in ("cold", "warm", "tick"):
-                a = next(r for r in results if r.tool == "aggregator" and r.phase == phase)
-                b = next(r for r in results if r.tool == "reader" and r.phase == phase)
-                print(f"- {phase}: aggregator is {b.seconds / a.seconds:.1f}x reader's speed")
+                    tick(port, 0.2, 1)
+                runs.append(ours(phase, config, db, n))
+                print(runs[-1].row(), file=sys.stderr, flush=True)
+                if reader:
+                    runs.append(reader_peer(phase, reader, port, n, rdb, reader_workers))
+                    print(runs[-1].row(), file=sys.stderr, flush=True)
     finally:
         farm.terminate()
         farm.wait()
+    return runs
+
+
+def summary(runs: list[Run]) -> list[str]:
+    """Ratios per N and phase, and the issue's targets, as Markdown lines."""
+    lines: list[str] = []
+    sizes = sorted({r.feeds for r in runs})
+    get = {(r.tool, r.phase, r.feeds): r for r in runs}
+    for n in sizes:
+        for phase in PHASES:
+            a, b = get.get(("aggregator", phase, n)), get.get(("reader", phase, n))
+            if a and b:
+                lines.append(
+                    f"- N = {n}, {phase}: aggregator is {b.cycle / a.cycle:.1f}x reader's speed "
+                    f"over the cycle, {b.process / a.process:.1f}x over the whole process"
+                )
+    big = max(sizes)
+    checks: list[tuple[str, bool]] = []
+    a, b = get.get(("aggregator", "cold", big)), get.get(("reader", "cold", big))
+    if a and b:
+        ratio = b.cycle / a.cycle
+        checks.append((f"cold >= 3x reader at N = {big}: {ratio:.1f}x", ratio >= 3))
+    w = get.get(("aggregator", "warm", big))
+    if w:
+        fps = w.feeds / w.cycle
+        checks.append((f"warm >= 2,000 feeds/s at N = {big}: {fps:,.0f} feeds/s", fps >= 2000))
+    a, b = get.get(("aggregator", "tick", big)), get.get(("reader", "tick", big))
+    if a and b:
+        ratio = b.cycle / a.cycle
+        checks.append((f"changed tick >= 5x reader at N = {big}: {ratio:.1f}x", ratio >= 5))
+    ours_runs = [r for r in runs if r.tool == "aggregator"]
+    peak = {n: max(r.pss_mb for r in ours_runs if r.feeds == n) for n in sizes}
+    checks.append(
+        (f"peak PSS < 200 MB at N = {big}: {peak[big]:.0f} MB", peak[big] < 200),
+    )
+    if len(sizes) > 1:
+        small = min(sizes)
+        grows = peak[big] > 1.25 * peak[small]
+        checks.append(
+            (
+                f"memory not growing with N: {peak[small]:.0f} MB at N = {small}, "
+                f"{peak[big]:.0f} MB at N = {big}",
+                not grows,
+            )
+        )
+    lines.append("")
+    for text, ok in checks:
+        lines.append(f"- {'met' if ok else 'NOT met'}: {text}")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--feeds", type=int, nargs="+", default=[200])
+    parser.add_argument(
+        "--reader-python",
+        default=str(DEFAULT_READER) if DEFAULT_READER.exists() else None,
+        help="python of a venv with reader installed (default bench/.venv-reader if present)",
+    )
+    parser.add_argument("--no-reader", action="store_true", help="measure aggregator only")
+    parser.add_argument("--reader-workers", type=int, default=1)
+    parser.add_argument(
+        "--match-text", action="store_true", help="turn on [stories] match_text (text matching)"
+    )
+    parser.add_argument("--output", type=Path, help="also write the Markdown here")
+    args = parser.parse_args()
+    reader = None if args.no_reader else args.reader_python
+    started = time.perf_counter()
+    runs: list[Run] = []
+    for n in args.feeds:
+        runs += bench(n, reader, args.reader_workers, args.match_text)
+    lines = [
+        f"{os.cpu_count()} CPUs, match_text={args.match_text}, reader workers="
+        f"{args.reader_workers}, total {time.perf_counter() - started:.0f} s",
+        "",
+        HEADER,
+        *(r.row() for r in runs),
+        "",
+        *summary(runs),
+    ]
+    text = "\n".join(lines) + "\n"
+    sys.stdout.write(text)
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ Phases, each over ``--sources`` sources (default 200) with ``--items`` items per
 * ``update apply``: every item edited (``update`` intents with ``existing_id``).
 * ``replay apply``: the cold plans again (idempotent upserts: everything becomes an update).
 * ``warm poll``/``warm tick``: every fetch a 304: ``apply`` of a plan without intents per
-  source, after ``claim_source`` per source (``aggregator poll`` today), ``claim_due_sources``
-  (the daemon's tick) or ``claim_sources`` (one batch claim, when the repository has it).
+  source, after ``claim_source`` per source, ``claim_due_sources`` (the daemon's tick) or
+  ``claim_sources`` (one batch claim); and ``claim_sources`` + one ``write_source_states`` for
+  all of them (what the pipeline does: 304s are written in batches).
 
 Runs on a temporary SQLite file, and on PostgreSQL (a throwaway schema) when
 ``AGGREGATOR_TEST_POSTGRES_URL`` is set. Prints a Markdown table of milliseconds per call (wall
@@ -211,6 +212,17 @@ def run(url: str, label: str, n_sources: int, n_items: int, shared: float) -> li
                 for src in repo.claim_sources(keys, at, "bench", 300):
                     repo.apply(UpdatePlan(src.id, ok_update(at)), at, "bench")
             meters.append(batch)
+        if hasattr(repo, "write_source_states"):  # what the pipeline does for 304s now
+            at += timedelta(hours=1)
+            states = Meter(
+                f"{label}: warm poll, claim_sources + write_source_states of {n_sources}, total"
+            )
+            with states.sample():
+                claimed = repo.claim_sources(keys, at, "bench", 300)
+                repo.write_source_states(
+                    [UpdatePlan(src.id, ok_update(at)) for src in claimed], "bench"
+                )
+            meters.append(states)
         return [m.row() for m in meters]
     finally:
         engine.dispose()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.dedupe.stories import Thresholds, decide, explain, match_text
+from aggregator.dedupe.stories import DEFAULT_THRESHOLDS, Thresholds, decide, explain, match_text
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "stories"
 NOW = datetime(2026, 11, 28, 8, 0, tzinfo=UTC)
@@ -36,6 +36,8 @@ TRAPS = [
     ("腾讯第二季度财报：营收同比增长15%", "腾讯第三季度财报：营收同比增长15%"),
     ("经典早教儿歌大全100首之贝乐虎儿歌《摇篮曲》", "经典早教儿歌大全100首之贝乐虎儿歌《小白船》"),
     ("Israel agrees to 12-hour ceasefire in Gaza", "Israel agrees to 24-hour ceasefire in Gaza"),
+    ("4 NATO troops killed in Afghanistan", "Eight NATO troops killed in Afghanistan"),
+    ("10 things to know for Wednesday", "10 things to know for Thursday"),
 ]
 
 
@@ -86,6 +88,53 @@ def test_reworded_reports_of_one_event_match(a: str, b: str) -> None:
     assert same(a, b)
 
 
+def test_english_titles_must_say_the_same_thing() -> None:
+    """English titles match when neither adds a fact: inflections, spelling variants, spelled-
+    out numbers and headline boilerplate do not count; an extra place, name or number does,
+    and so does a negation."""
+    assert same(
+        "Gunman kills 6 in shooting at Wisconsin Sikh temple",
+        "Gunman kills six in shooting at Sikh temple in Wisconsin",
+    )
+    assert same(
+        "Updated: Iran nuclear talks enter third day",
+        "Iran Nuclear Talks Enter Third Day - report",
+    )
+    assert same("Syrian rebels retake Crusader castle", "Syria rebels retake crusader castle")
+    assert not same("Thousands protest gay marriage", "Thousands protest gay marriage in Paris")
+    assert not same(
+        "Bodies found at Russian jet crash in Indonesia",
+        "12 bodies found at Russian jet crash in Indonesia",
+    )
+    assert not same(
+        "Former mayor found guilty of corruption", "Former mayor found not guilty of corruption"
+    )
+    d = decide(
+        match_text("Thousands protest gay marriage"),
+        match_text("Thousands protest gay marriage in Paris"),
+    )
+    assert d.measures["title_coverage"] == pytest.approx(4 / 5)
+    assert "only in one: - | paris" in d.reasons[0]
+
+
+def test_english_summaries_are_a_second_route() -> None:
+    """Titles that differ by a fact still match when both summaries (long enough to count)
+    tell the same story; a summary too short to count changes nothing."""
+    lead = (
+        "The central bank raised its benchmark interest rate by a quarter point on Wednesday,"
+        " citing persistent inflation in services and a tight labour market, and signalled"
+        " further increases this year."
+    )
+    a = match_text("Central bank raises rates again", lead)
+    b = match_text(
+        "Central bank raises rates again amid inflation worries", lead + " Markets fell."
+    )
+    assert decide(a, b).same
+    assert decide(a, b).measures["title_coverage"] < DEFAULT_THRESHOLDS.en
+    short = match_text("Central bank raises rates again amid inflation worries", "Rates up.")
+    assert not decide(match_text("Central bank raises rates again", "Rates up."), short).same
+
+
 def test_traditional_and_simplified_reports_match() -> None:
     a = "蘋果發佈iOS 26.2正式版，修復多項安全漏洞並改進電池續航"
     b = "苹果发布iOS 26.2正式版，修复多项安全漏洞并改进电池续航"
@@ -120,7 +169,7 @@ def test_thresholds_are_parameters() -> None:
 def test_explain_names_scores_threshold_and_veto() -> None:
     text = explain(match_text(TRAPS[3][0]), match_text(TRAPS[3][1]))
     assert "different" in text
-    assert "threshold 0.70" in text
+    assert f"threshold {DEFAULT_THRESHOLDS.zh:.2f}" in text
     assert "vetoed by conflicting numbers" in text
     assert "conflict 日: 5日 vs 6日" in text
     assert "SAME STORY" in explain(match_text(MATCHES[0][0]), match_text(MATCHES[0][1]))
@@ -159,21 +208,15 @@ def test_chinese_corpus_sample_precision() -> None:
     assert recall >= 0.15
 
 
-def test_english_corpus_sample_precision() -> None:
-    """200 STS-B headline pairs (dev + test). Same story here = score >= 3: score >= 4 is a
-    paraphrase label under which no lexical matcher reaches 0.95 (see stories_eval.md)."""
+def test_english_corpus_precision() -> None:
+    """Every STS-B headline pair (same story = score >= 4, as in bench/stories_eval.py): the
+    English rule stays precise on all splits, and still matches something."""
     path = CORPUS / "stsb-headlines-en.jsonl"
     if not path.is_file():
         pytest.skip(f"shared corpus not present: {path}")
     with path.open(encoding="utf-8") as fh:
-        rows = [r for r in map(json.loads, fh) if r["split"] in {"dev", "test"}]
-    for r in rows:
-        r["same"] = r["score"] >= 3.0
-    rng = random.Random(2013)
-    sample = rng.sample([r for r in rows if r["same"]], 100) + rng.sample(
-        [r for r in rows if not r["same"]], 100
-    )
-    precision, recall, predicted = _precision_recall(sample, "same")
-    assert predicted >= 10
+        rows = list(map(json.loads, fh))
+    positives = sum(1 for r in rows if r["label_same_story"])
+    precision, _, predicted = _precision_recall(rows, "label_same_story")
     assert precision >= 0.95
-    assert recall >= 0.1
+    assert predicted / positives >= 0.06  # recall: near-paraphrases only (see stories_eval.md)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from sqlalchemy import func, select
 
+from aggregator.dedupe.prepare import item_band_keys, item_match_text
+from aggregator.dedupe.stories import DEFAULT_THRESHOLDS
 from aggregator.ingest import ingest
 from aggregator.model import Item, ItemIntent, SourceUpdate, UpdatePlan
 from aggregator.plan import keyed_items, plan_items
@@ -21,8 +23,10 @@ from aggregator.settings import SourceConfig
 from aggregator.store import Repository, make_engine
 from aggregator.store.matching import (
     MAX_TEXT_STORY,
+    MatchAfterApply,
     MatchReport,
     explain_item,
+    index_story,
     match_recent,
     merge_stories,
     render_explanation,
@@ -177,7 +181,7 @@ def test_explain_shows_candidates_scores_and_threshold(repo: Repository) -> None
         assert explain_item(conn, "https://nowhere.example/x") == []
     assert joined.text_peers[0][0] == "a" and joined.text_peers[0][2].same
     text = render_explanation(joined)
-    assert "SAME" in text and "threshold 0.60" in text
+    assert "SAME" in text and f"threshold {DEFAULT_THRESHOLDS.en:.3f}" in text
     assert apart.candidates and not any(c.decision and c.decision.same for c in apart.candidates)
     rendered = render_explanation(apart)
     assert "conflict" in rendered and "different" in rendered and "alone in its story" in rendered
@@ -294,7 +298,7 @@ def test_one_apply_merges_into_several_stories_at_once(repo: Repository) -> None
         b,
         T0 + timedelta(hours=1),
         ("b1", report("b", APPLE_B, "Other lead.")),
-        ("b2", report("b2", other.replace(" in San Jose", ""), "More.")),
+        ("b2", report("b2", other.replace("Ultra GPU", "Ultra GPUs"), "More.")),
     )
     assert got == MatchReport(merged=2, indexed=2)
     stories_now = repo.recent_stories(SINCE, 10)
@@ -303,3 +307,123 @@ def test_one_apply_merges_into_several_stories_at_once(repo: Repository) -> None
         ("a", "b"),
         ("b", "c"),
     ]
+
+
+# ---------------------------------------------------------------------- edits and one transaction
+
+
+def _band_keys_of(repo: Repository, story_id: int) -> set[int]:
+    with repo.engine.connect() as conn:
+        query = select(story_bands.c.band_key).where(story_bands.c.story_id == story_id)
+        return set(conn.execute(query).scalars())
+
+
+def _story_of(repo: Repository, url: str) -> int:
+    with repo.engine.connect() as conn:
+        return int(conn.execute(select(items.c.story_id).where(items.c.url == url)).scalar_one())
+
+
+def _keys(it: Item) -> set[int]:
+    text = item_match_text(it.title, it.summary_html, it.language, it.published_at)
+    return set(item_band_keys(text))
+
+
+SMOG = "Heavy smog hits north China city, flights cancelled at Harbin airport"
+TYPO = "Hvy smgo hit nrth Chnia cty, fligts cancled at Harbn airprt"
+
+
+def test_an_edited_title_is_reindexed_and_matched_again(repo: Repository) -> None:
+    """A report first published with a garbled title, then corrected under the same key: its
+    story's band rows are rebuilt from the corrected text (the old keys go), and the report,
+    alone in its story, joins the story it now matches."""
+    a, c = add(repo, "a"), add(repo, "c")
+    put(repo, a, T0, ("a1", report("a", SMOG, "Visibility fell below 50 metres.")))
+    first = report("c", TYPO, "Flights were grounded.")
+    put(repo, c, T0 + timedelta(minutes=5), ("c1", first))
+    own = _story_of(repo, first.url or "")
+    assert _band_keys_of(repo, own) == _keys(first)  # indexed, and alone: no match yet
+    fixed = replace(first, title=SMOG.replace("Harbin", "Harbin's"))
+    now = T0 + timedelta(hours=1)
+    intents = (ItemIntent("update", "c1", fixed),)
+    repo.apply(UpdatePlan(c, ok_update(now), intents), now)
+    got = match_recent(repo.engine, c, now, edited_keys=["c1"])
+    assert got == MatchReport(merged=1, indexed=1)
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert sorted(i.source_key for i in story.items) == ["a", "c"]
+    indexed = _band_keys_of(repo, story.id)
+    assert _keys(fixed) <= indexed
+    assert not (_keys(first) - _keys(fixed)) & indexed  # the garbled title's keys are gone
+    assert _band_keys_of(repo, own) == set()
+
+
+def test_an_edit_inside_a_story_rebuilds_its_rows_from_every_report(repo: Repository) -> None:
+    """An edited report that shares its story (by URL) with another: the story's rows are
+    rebuilt from both current texts, and nothing is merged or split."""
+    a, b = add(repo, "a"), add(repo, "b")
+    article = report("a", "Apple ships Vision Pro 2 with M5 chip", "Preorders open Friday.")
+    put(repo, a, T0, ("a1", article))
+    link = make_item(
+        guid="https://b.example/l1",
+        url="https://b.example/l1",
+        external_url=article.url,
+        title="Worth reading: Teh new headset",
+        published_at=T0,
+    )
+    put(repo, b, T0 + timedelta(minutes=1), ("l1", link))
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert _keys(link) <= _band_keys_of(repo, story.id)
+    fixed = replace(link, title="Worth reading: the new headset from Apple")
+    now = T0 + timedelta(hours=1)
+    repo.apply(UpdatePlan(b, ok_update(now), (ItemIntent("update", "l1", fixed),)), now)
+    assert match_recent(repo.engine, b, now, edited_keys=["l1"]) == MatchReport(indexed=1)
+    assert _band_keys_of(repo, story.id) == _keys(article) | _keys(fixed)
+
+
+def test_matching_runs_in_the_apply_transaction_and_a_failure_keeps_the_items(
+    repo: Repository,
+) -> None:
+    """``MatchAfterApply`` as the ``then`` hook of ``apply``: matched and indexed in the same
+    transaction; when matching fails, its savepoint is rolled back, the items stay."""
+    a, b = add(repo, "a"), add(repo, "b")
+    put(repo, a, T0, ("a1", report("a", APPLE, LEAD)))
+    now = T0 + timedelta(hours=1)
+    second = report("b", APPLE_B, "Other lead.")
+    hook = MatchAfterApply(b, now)
+    plan = UpdatePlan(b, ok_update(now), (ItemIntent("insert", "b1", second),))
+    assert repo.apply(plan, now, then=hook).new == 1
+    assert hook.report == MatchReport(merged=1, indexed=1) and not hook.failed
+    (story,) = repo.recent_stories(SINCE, 10)
+    assert len(story.items) == 2
+    broken = report("b", "Nvidia unveils Blackwell Ultra GPU at GTC", "Faster training.")
+    bad = {(broken.title, broken.summary_html): "not prepared"}  # matching raises on it
+    later = now + timedelta(hours=1)
+    hook = MatchAfterApply(b, later, prepared=bad)  # type: ignore[arg-type]
+    plan = UpdatePlan(b, ok_update(later), (ItemIntent("insert", "b2", broken),))
+    assert repo.apply(plan, later, then=hook).new == 1
+    assert hook.failed and hook.report == MatchReport()
+    assert _band_keys_of(repo, _story_of(repo, broken.url or "")) == set()  # rolled back alone
+    assert len(repo.recent_stories(SINCE, 10)) == 2  # ...and the item was kept
+
+
+def test_band_rows_store_timestamps_like_every_other_write(repo: Repository) -> None:
+    """Matching writes band rows through the driver on SQLite: their ``published_at`` must be
+    stored exactly as SQLAlchemy stores it (the window filter compares the stored values)."""
+    a = add(repo, "a")
+    published = datetime(2026, 11, 28, 20, 0, 5, 123456, tzinfo=timezone(timedelta(hours=8)))
+    first = report("a", APPLE, LEAD, published=published)
+    put(repo, a, T0, ("a1", first))
+    story = _story_of(repo, first.url or "")
+    with repo.engine.begin() as conn:
+        index_story(conn, story, [12345], published)
+        stored = conn.execute(
+            select(func.count(func.distinct(story_bands.c.published_at))).where(
+                story_bands.c.story_id == story
+            )
+        ).scalar_one()
+        raw = {
+            r[0]
+            for r in conn.exec_driver_sql(
+                f"SELECT CAST(published_at AS TEXT) FROM story_bands WHERE story_id = {story}"
+            )
+        }
+    assert stored == 1 and len(raw) == 1  # one timestamp, one spelling

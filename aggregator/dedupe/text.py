@@ -11,7 +11,10 @@ table once, lazily, from installed package data).
   Latin words and runs of Chinese characters.
 * :func:`features` turns a text into :class:`TextFeatures`: the shingle set (Chinese character
   bigrams, English stemmed word unigrams + bigrams, one token per entity, number and code),
-  plus the "strong" tokens grouped by kind so that conflicting numbers can veto a match.
+  plus the "strong" tokens grouped by kind so that conflicting numbers can veto a match, and
+  the English content units (:attr:`TextFeatures.units`) and negation flag that the English
+  decision compares. Only ``shingles`` feeds MinHash: the decision-only fields can change
+  without changing a stored band key.
 """
 
 from __future__ import annotations
@@ -176,6 +179,31 @@ _STOPWORD_TEXT = (
 )
 STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
+# Decision-only English evidence (never part of the shingles, so band keys do not change):
+# spelled-out numbers are numbers ("six" = "6", "eight" conflicts with "4"); weekdays and
+# unambiguous month names are facts of their own kind ("10 things to know for Wednesday" is
+# not Thursday's); headline boilerplate words say nothing about the event.
+_NUMBER_TEXT = (
+    "two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
+    " sixteen seventeen eighteen nineteen twenty"
+)  # not "one": "one of the...", "no one" are rarely a count
+_TENS_TEXT = "thirty forty fifty sixty seventy eighty ninety"
+_WEEKDAY_TEXT = "monday tuesday wednesday thursday friday saturday sunday"
+_MONTH_TEXT = "january february april june july august september october november december"
+NUMBER_WORDS = {w: str(n) for n, w in enumerate(_NUMBER_TEXT.split(), start=2)} | {
+    w: str(10 * n) for n, w in enumerate(_TENS_TEXT.split(), start=3)
+}
+# not "march" or "may": verbs far more often than months
+_DATE_WORDS = {d: "weekday" for d in _WEEKDAY_TEXT.split()} | {
+    m: "month" for m in _MONTH_TEXT.split()
+}
+_WEAK_TEXT = (
+    "report reported reports update updated updates insight source sources official officials"
+    " breaking video videos photo photos live exclusive analysis watch factbox explainer"
+    " opinion editorial"
+)
+_NEGATION = re.compile(r"\b(?:not|never|without|nor|no(?!\.\s*\d))\b|n['’]t\b", re.IGNORECASE)
+
 
 @lru_cache(maxsize=16_384)
 def stem(word: str) -> str:
@@ -216,6 +244,10 @@ class TextFeatures:
     entities: frozenset[str]
     cjk_chars: int
     latin_words: int
+    # English content units: stemmed words (stop words and headline boilerplate dropped,
+    # spelled-out numbers as numbers), entities, numbers, codes; what the English rule compares
+    units: frozenset[str] = frozenset()
+    negated: bool = False  # "not", "no", "never", "without", "n't" (English)
 
     @property
     def script(self) -> str:
@@ -241,6 +273,7 @@ def features(text: str) -> TextFeatures:
     """
     toks = tokens(normalize(text))
     shingles: set[str] = set()
+    units: set[str] = set()
     strong: dict[str, set[str]] = {}
     works = {normalize(w) for w in _WORK_TITLE.findall(text)} - {""}
     if works:
@@ -271,12 +304,22 @@ def features(text: str) -> TextFeatures:
             if tok.value in STOPWORDS or len(tok.value) < 2:
                 continue
             unit = "w:" + stem(tok.value)
+            if tok.value in NUMBER_WORDS:
+                strong.setdefault("num", set()).add(NUMBER_WORDS[tok.value])
+                units.add("n:" + NUMBER_WORDS[tok.value])
+            elif tok.value in _DATE_WORDS:
+                strong.setdefault(_DATE_WORDS[tok.value], set()).add(tok.value)
+                units.add(unit)
+            elif unit[2:] not in _weak_stems():
+                units.add(unit)
         elif tok.kind == "ent":
             entities.add(tok.value)
             unit = "e:" + tok.value
         else:
             unit = ("n:" if tok.kind == "num" else "c:") + tok.value
             strong.setdefault(tok.group, set()).add(tok.value)
+        if tok.kind != "word":
+            units.add(unit)
         shingles.add(unit)
         run.append(unit[2:])
     flush()
@@ -288,7 +331,15 @@ def features(text: str) -> TextFeatures:
         entities=frozenset(entities),
         cjk_chars=cjk_chars,
         latin_words=latin_words,
+        units=frozenset(map(sys.intern, units)),
+        negated=bool(latin_words and _NEGATION.search(text)),
     )
+
+
+@lru_cache(maxsize=1)
+def _weak_stems() -> frozenset[str]:
+    """Stems of the headline boilerplate words (computed once: ``stem`` is defined above)."""
+    return frozenset(stem(w) for w in _WEAK_TEXT.split())
 
 
 def shingles(text: str) -> set[str]:

@@ -12,12 +12,12 @@ import uuid
 from lxml import etree
 
 from aggregator.model import EditionEntry, EditionFeed
+from aggregator.render.card import entry_html
 from aggregator.render.common import (
     GENERATOR,
     GENERATOR_VERSION,
     add_cdata_element,
     add_element,
-    entry_html,
     is_http_url,
     language_tag,
     rfc3339,

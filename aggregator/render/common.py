@@ -122,10 +122,14 @@ def _link(href: str | None, label: str) -> str:
     return text
 
 
-def entry_footer(entry: EditionEntry) -> str:
-    """HTML naming the original source and, for multi-source stories, who else reported it."""
+def entry_footer(entry: EditionEntry, note: str | None = None) -> str:
+    """HTML naming the original source and, for multi-source stories, who else reported it.
+
+    ``note`` (plain text, escaped here) follows the source link, e.g. "collected in 3m".
+    """
     origin = entry.url or entry.publisher_url
-    parts = [f"<p>Original source: {_link(origin, entry.publisher)}</p>"]
+    extra = f" · {html.escape(note, quote=True)}" if note else ""
+    parts = [f"<p>Original source: {_link(origin, entry.publisher)}{extra}</p>"]
     others = entry.sources[1:]
     if others:
         items = "".join(
@@ -136,9 +140,14 @@ def entry_footer(entry: EditionEntry) -> str:
 
 
 def entry_html(entry: EditionEntry) -> str:
-    """The exported body: the lead's content (or its summary when empty) plus the footer."""
-    body = entry.content_html or entry.summary_html
-    return f"{body}<hr/>{entry_footer(entry)}" if body else entry_footer(entry)
+    """The exported body of an item: card, content, related updates, recap link and footer.
+
+    Lives in :mod:`aggregator.render.card` (which builds on the helpers here); imported at call
+    time because that module imports this one.
+    """
+    from aggregator.render.card import entry_html as item_html
+
+    return item_html(entry)
 
 
 def plain_summary(entry: EditionEntry, limit: int = 280) -> str:

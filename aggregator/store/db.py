@@ -5,24 +5,29 @@ and SQLAlchemy, not the ``sqlite3`` module, emits ``BEGIN``: plain ``BEGIN`` for
 ``BEGIN IMMEDIATE`` for connections marked with ``write_options()``, so writers queue on the busy
 timeout instead of failing when a read transaction tries to upgrade. Alembic is configured from
 Python (no ``alembic.ini``): ``script_location`` points at this package's ``migrations`` folder.
+Alembic (with Mako and Pygments) takes a noticeable part of a one-shot command's start-up, so it
+is imported only when the database is not already at the newest revision: the migration files'
+``revision`` / ``down_revision`` lines name the heads, compared with ``alembic_version``.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from aggregator.errors import StorageError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -111,6 +116,8 @@ def write_options() -> dict[str, Any]:
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """Build the Alembic configuration in code; ``connection`` is handed to ``env.py``."""
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if connection is not None:
@@ -122,8 +129,13 @@ def upgrade(engine: Engine) -> None:
     """Apply every pending migration (``alembic upgrade head``) in one transaction.
 
     On PostgreSQL an advisory transaction lock makes replicas that start together upgrade one
-    after the other; on SQLite ``BEGIN IMMEDIATE`` does the same.
+    after the other; on SQLite ``BEGIN IMMEDIATE`` does the same. A database already at the
+    newest revision is recognised without loading Alembic.
     """
+    if _at_head(engine):
+        return
+    from alembic import command
+
     with storage_errors(engine, "schema upgrade"), engine.connect() as conn:
         conn.execution_options(**write_options())
         with conn.begin():
@@ -132,8 +144,55 @@ def upgrade(engine: Engine) -> None:
             command.upgrade(alembic_config(conn), "head")
 
 
+_ASSIGNMENT = re.compile(r"^(revision|down_revision|depends_on)\b[^=\n]*=\s*(.+)$", re.M)
+
+
+@cache
+def head_revisions() -> frozenset[str] | None:
+    """The newest revisions of the migration scripts, read from their assignments (no Alembic).
+
+    None when a script does not have the plain shape (literal ``revision``/``down_revision``,
+    no ``depends_on``): then only Alembic can tell.
+    """
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for script in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        found = dict(_ASSIGNMENT.findall(script.read_text(encoding="utf-8")))
+        try:
+            revision = ast.literal_eval(found["revision"])
+            down = ast.literal_eval(found.get("down_revision", "None"))
+            depends = ast.literal_eval(found.get("depends_on", "None"))
+        except (KeyError, ValueError, SyntaxError):
+            return None
+        if not isinstance(revision, str) or depends is not None:
+            return None
+        revisions.add(revision)
+        if isinstance(down, str):
+            parents.add(down)
+        elif isinstance(down, tuple | list):
+            parents.update(down)
+        elif down is not None:
+            return None
+    return frozenset(revisions - parents) or None
+
+
+def _at_head(engine: Engine) -> bool:
+    """True when ``alembic_version`` names exactly the heads of ``head_revisions``."""
+    heads = head_revisions()
+    if heads is None:
+        return False
+    with storage_errors(engine, "schema check"), engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return False
+        current = set(conn.execute(text("SELECT version_num FROM alembic_version")).scalars())
+    return current == heads
+
+
 def schema_is_current(engine: Engine) -> bool:
     """True when the database is at the newest migration (False when empty or behind)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
     with storage_errors(engine, "schema check"), engine.connect() as conn:
         current = set(MigrationContext.configure(conn).get_current_heads())

@@ -31,18 +31,25 @@ the database or of any story):
   (``TITLE_BANDS`` x ``TITLE_ROWS`` over the title shingles alone): two reports with the same
   headline but different leads have a low body Jaccard yet are the easiest match.
 
+* An edited item (same key, corrected title or summary) gets its story's band rows rebuilt from
+  the current texts, and is judged again when it is alone in its story.
+* Features and band keys are pure (:mod:`aggregator.dedupe.prepare`): the pipeline computes
+  them for a poll's new and edited items in a parse worker and hands them in (``prepared``).
+
 All functions take a SQLAlchemy ``Connection`` inside the caller's transaction, except
-:func:`match_recent`, which opens one write transaction on an ``Engine`` (the pipeline calls it
-in its database thread after each successful apply).
+:func:`match_recent`, which opens one write transaction on an ``Engine``. The pipeline runs
+:class:`MatchAfterApply` as the ``then`` hook of ``Repository.apply``: matching shares the
+apply's transaction (one commit per source) under a savepoint of its own.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cache, lru_cache
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -57,28 +64,22 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 
-from aggregator.dedupe.minhash import band_keys, signature
-from aggregator.dedupe.stories import (
-    DEFAULT_THRESHOLDS,
-    Decision,
-    MatchText,
-    Thresholds,
-    match_text,
+from aggregator.dedupe.prepare import (
+    Prepared,
+    PreparedMap,
+    adopt,
+    item_band_keys,
+    item_match_text,
 )
+from aggregator.dedupe.stories import DEFAULT_THRESHOLDS, Decision, MatchText, Thresholds
 from aggregator.dedupe.stories import decide as decide_pair
 from aggregator.errors import StorageError
-from aggregator.sanitize import html_to_text
 from aggregator.store.db import storage_errors, write_options
 from aggregator.store.schema import Id, UTCDateTime, items, sources, stories, story_bands
 from aggregator.urls import canonical_url
 
+log = logging.getLogger("aggregator.matching")
 DEFAULT_WINDOW = timedelta(days=3)
-BODY_PERM, BODY_BANDS, BODY_ROWS = 64, 21, 3
-TITLE_PERM, TITLE_BANDS, TITLE_ROWS = 20, 10, 2
-MIN_TITLE_SHINGLES = 3
-TEXT_CACHE = 2_048  # memoized MatchTexts (~10-14 KB each: ~25 MB at most)
-SUMMARY_CHARS = 200  # summary head that match_text reads (the lead)
-SUMMARY_HTML_HEAD = 4_000  # summary HTML converted to find that head (whole when too short)
 MAX_CANDIDATES = 8  # stories judged per item, most shared band keys first
 # Stories sharing a single band key with an item are not judged: on bench/stories_eval.py's
 # corpora (all splits) every one of the 536 pairs decide() accepts shares >= 3 keys, while 856
@@ -87,6 +88,7 @@ MIN_SHARED_KEYS = 2
 MAX_STORIES_PER_KEY = 16  # newest stories read per band key (a hot key is weak evidence)
 REPS_FIRST, REPS_LAST = 1, 2  # representatives judged per candidate: earliest + latest reports
 MAX_TEXT_STORY = 50  # a text-only merge never makes a story larger than this many reports
+MAX_REBUILD = 200  # an edit rebuilds the band rows of stories up to this many reports
 CHUNK = 500  # bound parameters per IN list
 
 
@@ -129,56 +131,6 @@ class Explanation:
     threshold_note: str = ""
 
 
-# ---------------------------------------------------------------------------- features (pure)
-
-
-def summary_text(summary_html: str) -> str:
-    """The plain-text head of a summary that :func:`match_text` can use (it reads the first
-    ``SUMMARY_CHARS``): long summaries are converted from their first ``SUMMARY_HTML_HEAD``
-    characters (cut after a ``>``, so no tag is split) when that already gives enough text."""
-    if len(summary_html) > SUMMARY_HTML_HEAD:
-        cut = summary_html.rfind(">", 0, SUMMARY_HTML_HEAD)
-        if cut > 0:
-            text = html_to_text(summary_html[: cut + 1])
-            if len(text) > 2 * SUMMARY_CHARS:
-                return text[: 2 * SUMMARY_CHARS]
-    return html_to_text(summary_html)[: 2 * SUMMARY_CHARS]
-
-
-@lru_cache(maxsize=TEXT_CACHE)
-def item_match_text(
-    title: str, summary_html: str, language: str | None, published_at: datetime | None
-) -> MatchText:
-    """The matcher's view of a stored item: title + plain text of its summary head.
-
-    Memoized in a small bounded cache (pure; a batch's representatives are judged again and
-    again: features cost ~0.5 ms a text, a hit ~1 us). ``MatchText.summary`` holds only the
-    head (``2 * SUMMARY_CHARS``), so an entry stays around 10 KB.
-    """
-    return match_text(
-        title,
-        summary_text(summary_html),
-        language=language,
-        published_at=published_at,
-        summary_chars=SUMMARY_CHARS,
-    )
-
-
-def item_band_keys(text: MatchText) -> list[int]:
-    """LSH band keys of one report: body keys, plus title keys when the title is long enough.
-
-    Title shingles are hashed with a ``t|`` prefix, so title keys are independent of body keys.
-    """
-    keys = band_keys(
-        signature(text.body_features.shingles, BODY_PERM), bands=BODY_BANDS, rows=BODY_ROWS
-    )
-    title = text.title_features.shingles
-    if len(title) >= MIN_TITLE_SHINGLES:
-        sig = signature((f"t|{s}" for s in title), TITLE_PERM)
-        keys += band_keys(sig, bands=TITLE_BANDS, rows=TITLE_ROWS)
-    return list(dict.fromkeys(keys))
-
-
 # ---------------------------------------------------------------------------- index
 
 
@@ -212,6 +164,32 @@ def _build_upsert(dialect: str, move: bool) -> Any:
         index_elements=[story_bands.c.band_key, story_bands.c.story_id],
         set_={"published_at": newest},
     )
+
+
+_SQLITE_UPSERT = (
+    "INSERT INTO story_bands (band_key, story_id, published_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (band_key, story_id)"
+    " DO UPDATE SET published_at = max(story_bands.published_at, excluded.published_at)"
+)
+
+
+def _write_bands(conn: Connection, rows: dict[tuple[int, int], datetime]) -> None:
+    """Upsert ``{(band key, story id): published_at}`` in key order (one ``executemany``).
+
+    On SQLite the rows go to the driver as plain tuples, the few distinct timestamps converted
+    once by the column type (SQLAlchemy's per-row parameter processing cost as much as the
+    insert itself for a batch's ~600 rows); elsewhere through :func:`_upsert_bands`.
+    """
+    ordered = sorted(rows.items())
+    if conn.dialect.name != "sqlite":
+        conn.execute(
+            _upsert_bands(conn),
+            [{"band_key": k, "story_id": sid, "published_at": p} for (k, sid), p in ordered],
+        )
+        return
+    process = UTCDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    stamps = {p: process(p) if process else p for p in set(rows.values())}
+    conn.exec_driver_sql(_SQLITE_UPSERT, [(k, sid, stamps[p]) for (k, sid), p in ordered])
 
 
 def index_story(
@@ -561,19 +539,31 @@ def match_recent(
     source_id: int,
     collected_at: datetime,
     *,
+    edited_keys: Collection[str] = (),
+    prepared: PreparedMap | None = None,
     window: timedelta = DEFAULT_WINDOW,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> MatchReport:
-    """Match the items one apply inserted (``source_id``, ``collected_at`` = the apply's now).
+    """Match the items one apply inserted (``source_id``, ``collected_at`` = the apply's now)
+    and re-index the ones it edited (``edited_keys``), in a transaction of its own.
 
     Items alone in their story (no URL match happened) are judged against candidate stories and
     merged into the best one that ``decide`` accepts; every new item's band keys are then
-    indexed on its (surviving) story. One write transaction; errors become ``StorageError``.
+    indexed on its (surviving) story. Errors become ``StorageError``. The pipeline instead runs
+    :class:`MatchAfterApply` inside the apply's transaction (one commit).
     """
     with storage_errors(engine, "match stories"), engine.connect() as conn:
         conn.execution_options(**write_options())
         with conn.begin():
-            return match_in(conn, source_id, collected_at, window=window, thresholds=thresholds)
+            return match_in(
+                conn,
+                source_id,
+                collected_at,
+                edited_keys=edited_keys,
+                prepared=prepared,
+                window=window,
+                thresholds=thresholds,
+            )
 
 
 def _age(entry: tuple[datetime | None, int]) -> tuple[datetime, int]:
@@ -626,8 +616,9 @@ def _merge_all(
 
 @dataclass(slots=True)
 class _New:
-    """One new item of the apply being matched."""
+    """One new (or edited) item of the apply being matched."""
 
+    item_id: int
     story_id: int
     alone: bool
     published_at: datetime
@@ -637,15 +628,36 @@ class _New:
     candidates: list[tuple[int, int]] = field(default_factory=list)
 
 
+def _prepared(row: Any, prepared: PreparedMap | None) -> Prepared:
+    """Features and keys of a stored item row: from ``prepared`` (computed in a parse worker)
+    when it holds the row's text, else computed here."""
+    got = prepared.get((row.title, row.summary_html)) if prepared else None
+    if got is not None:
+        text = adopt(got, row.title, row.summary_html, row.language, row.published_at)
+        return Prepared(text, got.keys)
+    text = item_match_text(row.title, row.summary_html, row.language, row.published_at)
+    return Prepared(text, tuple(item_band_keys(text)))
+
+
 def match_in(
     conn: Connection,
     source_id: int,
     collected_at: datetime,
     *,
+    edited_keys: Collection[str] = (),
+    prepared: PreparedMap | None = None,
     window: timedelta = DEFAULT_WINDOW,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> MatchReport:
     """:func:`match_recent` inside the caller's transaction (``now`` is ``collected_at``).
+
+    ``edited_keys``: item keys of the source that this apply updated in place (a corrected
+    title or summary). Their stories' band rows are rebuilt from the current texts (stale keys
+    go), and an edited item alone in its story is judged again like a new one. A story is never
+    split: an edited report that no longer matches its story stays in it.
+
+    ``prepared``: features and keys computed beforehand (``dedupe.prepare.prepare_many``, e.g.
+    in a parse worker), by ``(title, summary_html)``; rows not in it are computed here.
 
     Bounded work per apply: one query for the new items, one band lookup for all their keys
     (``MAX_STORIES_PER_KEY`` stories per key), one makeup query and one representatives query
@@ -657,6 +669,9 @@ def match_in(
     alone = (
         select(func.count()).where(other.c.story_id == i.story_id, other.c.id != i.id)
     ).scalar_subquery()
+    wanted = i.collected_at == collected_at
+    if edited_keys:
+        wanted = or_(wanted, i.item_key.in_(sorted(set(edited_keys))))
     query = (
         select(
             i.id,
@@ -669,24 +684,31 @@ def match_in(
             alone.label("n"),
         )
         .join(stories, stories.c.id == i.story_id)
-        .where(i.source_id == source_id, i.collected_at == collected_at)
+        .where(i.source_id == source_id, wanted)
         .order_by(i.published_at, i.id)
     )
     new: list[_New] = []
     for row in conn.execute(query):
-        text = item_match_text(row.title, row.summary_html, row.language, row.published_at)
+        got = _prepared(row, prepared)
         new.append(
             _New(
+                int(row.id),
                 int(row.story_id),
                 row.n == 0,
                 row.published_at,
                 row.created_at,
-                text,
-                item_band_keys(text),
+                got.text,
+                list(got.keys),
             )
         )
     if not new:
         return MatchReport()
+    bands: dict[tuple[int, int], datetime] = {}  # (key, story) -> newest published_at
+    if edited_keys:
+        rebuilt = _unindex_edited(conn, new, edited_keys, source_id, collected_at)
+        for sid, row in rebuilt:
+            for key in _prepared(row, prepared).keys:
+                _keep(bands, key, sid, row.published_at)
     judged = [n for n in new if n.alone and n.keys]
     makeup: dict[int, _Makeup] = {}
     reps: dict[int, list[_Report]] = {}
@@ -741,22 +763,94 @@ def match_in(
             merged += 1
     if merges:
         _merge_all(conn, merges, moved, collected_at)
-    bands: dict[tuple[int, int], datetime] = {}
     for n in new:
-        sid = resolve(n.story_id)
         for key in n.keys:
-            seen = bands.get((key, sid))
-            if seen is None or seen < n.published_at:
-                bands[(key, sid)] = n.published_at
+            _keep(bands, key, n.story_id, n.published_at)
     if bands:
-        conn.execute(
-            _upsert_bands(conn),
-            [
-                {"band_key": k, "story_id": sid, "published_at": p}
-                for (k, sid), p in sorted(bands.items())
-            ],
-        )
+        final: dict[tuple[int, int], datetime] = {}
+        for (key, sid), published in bands.items():
+            _keep(final, key, resolve(sid), published)
+        _write_bands(conn, final)
     return MatchReport(merged=merged, indexed=sum(1 for n in new if n.keys))
+
+
+def _keep(bands: dict[tuple[int, int], datetime], key: int, sid: int, published: datetime) -> None:
+    """Record band ``key`` of story ``sid`` at the newest ``published`` seen."""
+    seen = bands.get((key, sid))
+    if seen is None or seen < published:
+        bands[(key, sid)] = published
+
+
+def _unindex_edited(
+    conn: Connection,
+    new: list[_New],
+    edited_keys: Collection[str],
+    source_id: int,
+    collected_at: datetime,
+) -> list[tuple[int, Any]]:
+    """Drop the band rows of the stories holding an edited item (their keys came from the old
+    text) and return ``(story id, row)`` for the *other* items of those stories, whose keys
+    must be indexed again. Stories over ``MAX_REBUILD`` reports keep their rows (the edited
+    item's new keys are added; a stale key only brings a candidate ``decide`` rejects)."""
+    i = items.c
+    edited_ids = set(
+        conn.execute(
+            select(i.id).where(
+                i.source_id == source_id,
+                i.item_key.in_(sorted(set(edited_keys))),
+                i.collected_at != collected_at,
+            )
+        ).scalars()
+    )
+    story_ids = sorted({n.story_id for n in new if n.item_id in edited_ids})
+    if not story_ids:
+        return []
+    sizes = _makeup(conn, story_ids)
+    small = [sid for sid in story_ids if sizes.get(sid, _Makeup()).size <= MAX_REBUILD]
+    if not small:
+        return []
+    conn.execute(delete(story_bands).where(story_bands.c.story_id.in_(small)))
+    mine = {n.item_id for n in new}
+    rows = conn.execute(
+        select(i.id, i.story_id, i.title, i.summary_html, i.language, i.published_at).where(
+            i.story_id.in_(small)
+        )
+    )
+    return [(int(row.story_id), row) for row in rows if row.id not in mine]
+
+
+@dataclass(slots=True)
+class MatchAfterApply:
+    """Story matching as a hook of ``Repository.apply`` (its ``then``): runs in the apply's own
+    transaction, so items and their story index are committed together (one commit per
+    source), under a savepoint, so a matching failure is logged and rolled back alone and never
+    loses the items. ``report`` holds what it did (``failed`` when it was rolled back)."""
+
+    source_id: int
+    collected_at: datetime
+    edited_keys: tuple[str, ...] = ()
+    prepared: PreparedMap | None = None
+    window: timedelta = DEFAULT_WINDOW
+    thresholds: Thresholds = DEFAULT_THRESHOLDS
+    report: MatchReport = field(default_factory=MatchReport)
+    failed: bool = False
+
+    def __call__(self, conn: Connection) -> None:
+        """Match the apply's new and edited items on ``conn`` (inside its transaction)."""
+        try:
+            with conn.begin_nested():
+                self.report = match_in(
+                    conn,
+                    self.source_id,
+                    self.collected_at,
+                    edited_keys=self.edited_keys,
+                    prepared=self.prepared,
+                    window=self.window,
+                    thresholds=self.thresholds,
+                )
+        except Exception:  # matching is an extra: the items must still be written
+            log.exception("story matching failed for source %s; items kept", self.source_id)
+            self.failed = True
 
 
 # ---------------------------------------------------------------------------- explain

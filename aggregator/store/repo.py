@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -26,10 +26,12 @@ from uuid import NAMESPACE_URL, uuid5
 from sqlalchemy import (
     JSON,
     BindParameter,
+    Boolean,
     ColumnElement,
     Connection,
     Engine,
     Executable,
+    Float,
     Row,
     Table,
     Text,
@@ -62,6 +64,7 @@ from aggregator.model import (
     UpdatePlan,
 )
 from aggregator.settings import SourceConfig
+from aggregator.store.cards import cards_for
 from aggregator.store.db import storage_errors, write_options
 from aggregator.store.schema import UTCDateTime, items, snapshots, sources, stories, tombstones
 
@@ -231,6 +234,9 @@ class _Sql:
     source_by_url: Executable
     source_update: Executable
     source_update_leased: Executable
+    state_update: Executable
+    state_rows: Executable
+    recent_hashes: Executable
     item_rows_by_key: Executable
     item_rows_by_id: Executable
     url_stories: Executable
@@ -380,6 +386,38 @@ def _item_update_by_id(dialect: str, item_set: dict[str, Any]) -> Executable:
     return update(items).where(items.c.id == rows.c.id).values(values)
 
 
+def _state_update() -> Executable:
+    """``UPDATE sources`` with a source's whole poll state, for ``executemany``.
+
+    Every row binds every parameter (``executemany`` needs one shape): ``v_site_url``,
+    ``v_last_success_at`` and ``v_mean_gap_seconds`` None keep the stored value, ``v_enabled``
+    False disables the source and True keeps whatever it is. The lease is cleared.
+    """
+    s = sources.c
+    return (
+        update(sources)
+        .where(s.id == bindparam("b_id"))
+        .values(
+            status=bindparam("v_status"),
+            last_error=bindparam("v_last_error"),
+            error_count=bindparam("v_error_count"),
+            next_check_at=_utc("v_next_check_at"),
+            last_fetched_at=_utc("v_last_fetched_at"),
+            etag=bindparam("v_etag"),
+            last_modified=bindparam("v_last_modified"),
+            body_hash=bindparam("v_body_hash"),
+            site_url=func.coalesce(bindparam("v_site_url", type_=Text()), s.site_url),
+            last_success_at=func.coalesce(_utc("v_last_success_at"), s.last_success_at),
+            mean_gap_seconds=func.coalesce(
+                bindparam("v_mean_gap_seconds", type_=Float()), s.mean_gap_seconds
+            ),
+            enabled=s.enabled & bindparam("v_enabled", type_=Boolean()),
+            lease_owner=None,
+            lease_until=None,
+        )
+    )
+
+
 @cache
 def _sql(dialect: str) -> _Sql:
     """Build the hot-path statements for ``dialect`` (``sqlite`` or ``postgresql``)."""
@@ -438,6 +476,14 @@ def _sql(dialect: str) -> _Sql:
         source_key=select(s.key).where(s.id == bindparam("b_id")),
         source_by_url=select(s.id, s.key).where(s.url == bindparam("b_url")),
         source_update=update(sources).where(s.id == bindparam("b_id")).returning(s.key),
+        state_update=_state_update(),
+        state_rows=select(s.id, s.lease_owner)
+        .where(_member(s.id, "b_values", dialect))
+        .with_for_update(),
+        recent_hashes=select(i.item_key, i.content_hash)
+        .where(i.source_id == bindparam("b_source"))
+        .order_by(i.id.desc())
+        .limit(bindparam("b_limit")),
         source_update_leased=update(sources)
         .where(s.id == bindparam("b_id"), s.lease_owner == bindparam("b_owner"))
         .returning(s.key),
@@ -560,7 +606,9 @@ class Repository:
                     values.update(etag=None, last_modified=None, body_hash=None, next_check_at=now)
                 if cfg.enabled == row.config_enabled and cfg.url == configured_url:
                     values["enabled"] = row.enabled
-                conn.execute(update(SOURCES).where(SOURCES.c.id == row.id).values(**values))
+                if any(getattr(row, name) != value for name, value in values.items()):
+                    # a restart with an unchanged config writes nothing (thousands of sources)
+                    conn.execute(update(SOURCES).where(SOURCES.c.id == row.id).values(**values))
                 kept.add(row.id)
                 by_url.pop(row.url, None)
                 by_url[cfg.url] = row
@@ -751,14 +799,22 @@ class Repository:
 
     # ------------------------------------------------------------------ apply
 
-    def apply(self, plan: UpdatePlan, now: datetime, owner: str | None = None) -> ApplyResult:
+    def apply(
+        self,
+        plan: UpdatePlan,
+        now: datetime,
+        owner: str | None = None,
+        then: Callable[[Connection], object] | None = None,
+    ) -> ApplyResult:
         """Write one fetch's outcome in one transaction; safe to replay.
 
         The source's poll state is written (and its lease cleared) only while ``owner`` still
         holds the lease, when given; items are upserted by ``(source_id, item_key)`` either way.
         Inserted items join the story of a stored item sharing their canonical/external URL, or
         start a story with a deterministic public id. The number of statements does not grow
-        with the number of items (see ``_apply_items``).
+        with the number of items (see ``_apply_items``). ``then`` runs inside the same
+        transaction after items were inserted or updated (story matching: one commit covers
+        the items and their story index).
         """
         with self._write("apply update plan") as conn:
             sql = _sql(conn.dialect.name)
@@ -775,15 +831,71 @@ class Repository:
                 )
             if not plan.intents:
                 return ApplyResult()
-            return _apply_items(conn, sql, plan.source_id, source_key, plan.intents, now)
+            result = _apply_items(conn, sql, plan.source_id, source_key, plan.intents, now)
+            if then is not None and (result.new or result.updated):
+                then(conn)
+            return result
+
+    def write_source_states(
+        self, plans: Sequence[UpdatePlan], owner: str | None = None
+    ) -> list[bool]:
+        """Write the poll state of many sources in one transaction (one ``executemany``).
+
+        For plans without item intents and without a URL move (a 304, an unchanged body, a
+        failure), this is what ``apply(plan, now, owner)`` does for each of them, at a fraction
+        of the cost: a warm poll writes thousands of these. Returns, per plan, whether its state
+        was written (False: ``owner`` no longer holds the lease, or the source is gone).
+        Raises ``ValueError`` for a plan this cannot write (items or a URL move: use ``apply``).
+        """
+        for plan in plans:
+            if plan.intents or plan.source_update.url:
+                raise ValueError(f"source {plan.source_id}: plan has items or a URL move")
+        if not plans:
+            return []
+        with self._write("write source states") as conn:
+            sql = _sql(conn.dialect.name)
+            owners: dict[int, str | None] = {}
+            for chunk in _chunks(p.source_id for p in plans):
+                for row_id, lease_owner in conn.execute(sql.state_rows, {"b_values": chunk}):
+                    owners[row_id] = lease_owner
+            writable: dict[int, dict[str, Any]] = {}  # the last plan of a source wins
+            written: list[bool] = []
+            for plan in plans:
+                ok = plan.source_id in owners and (owner is None or owners[plan.source_id] == owner)
+                if ok:
+                    writable[plan.source_id] = _state_params(plan)
+                elif plan.source_id in owners:
+                    log.warning(
+                        "source %s: lease of %r lost, poll state not written",
+                        plan.source_id,
+                        owner,
+                    )
+                else:
+                    log.warning("source %s vanished before its update was applied", plan.source_id)
+                written.append(ok)
+            if writable:
+                conn.execute(sql.state_update, list(writable.values()))
+        return written
+
+    def recent_item_hashes(self, source_id: int, limit: int) -> list[tuple[str, str]]:
+        """``(item_key, content_hash)`` of the ``limit`` most recently inserted items of a source
+        (what a changed body of its feed most likely repeats)."""
+        if limit <= 0:
+            return []
+        with self._read("read recent item hashes") as conn:
+            rows = conn.execute(
+                _sql(conn.dialect.name).recent_hashes, {"b_source": source_id, "b_limit": limit}
+            )
+            return [(key, content_hash) for key, content_hash in rows]
 
     # ------------------------------------------------------------------ reading stories
 
     def recent_stories(self, since: datetime, limit: int) -> list[StoryRecord]:
         """Stories updated since ``since``, newest report first, each with its items oldest first.
 
-        Two queries: the stories (ordered by their latest item's ``published_at``), then all their
-        items joined with their sources. Merged stories are skipped; disabled sources are not.
+        Three queries: the stories (ordered by their latest item's ``published_at``), all their
+        items joined with their sources, and their cards (``enrich``). Merged stories are
+        skipped; disabled sources are not.
         """
         if limit <= 0:
             return []
@@ -811,6 +923,7 @@ class Repository:
                 )
                 for r in conn.execute(item_query):
                     by_story[r.story_id].append(_stored_item(r))
+            cards = cards_for(conn, by_story)
         return [
             StoryRecord(
                 id=r.id,
@@ -818,6 +931,7 @@ class Repository:
                 created_at=r.created_at,
                 updated_at=r.updated_at,
                 items=tuple(by_story[r.id]),
+                card=cards.get(r.id),
             )
             for r in story_rows
         ]
@@ -941,6 +1055,26 @@ class Repository:
 
 
 # ---------------------------------------------------------------------- apply helpers
+
+
+def _state_params(plan: UpdatePlan) -> dict[str, Any]:
+    """Parameters of ``_Sql.state_update`` for ``plan`` (see ``_state_update``)."""
+    upd = plan.source_update
+    return {
+        "b_id": plan.source_id,
+        "v_status": upd.status,
+        "v_last_error": upd.last_error,
+        "v_error_count": upd.error_count,
+        "v_next_check_at": upd.next_check_at,
+        "v_last_fetched_at": upd.last_fetched_at,
+        "v_etag": upd.etag,
+        "v_last_modified": upd.last_modified,
+        "v_body_hash": upd.body_hash,
+        "v_site_url": upd.site_url,
+        "v_last_success_at": upd.last_success_at,
+        "v_mean_gap_seconds": upd.mean_gap_seconds,
+        "v_enabled": upd.enabled,
+    }
 
 
 def _write_source_update(

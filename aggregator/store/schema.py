@@ -186,3 +186,60 @@ story_bands = Table(
     Index("ix_story_bands_published_at", "published_at"),
     sqlite_with_rowid=False,  # a clustered primary key: half the size, one lookup per key
 )
+
+# Story cards (migration 0004, ``aggregator.store.enrichments``): one row per story, made off the
+# hot path. ``input_hash`` is the hash of the story's current card input; the card JSON carries
+# the hash it was made from, so a stale LLM card can stay shown while its refresh is pending.
+# ``story_updated_at`` is the story's ``updated_at`` when last looked at: a story touched since
+# then is looked at again. ``llm_*`` is the LLM backend's retry state (off | pending | ok |
+# error | failed).
+enrichments = Table(
+    "enrichments",
+    metadata,
+    Column("story_id", Id, ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True),
+    Column("input_hash", String(64), nullable=False),
+    Column("story_updated_at", UTCDateTime, nullable=False),
+    Column("backend", String(16), nullable=False),  # backend of the stored card
+    Column("card", JSON, nullable=False),
+    Column("llm_status", String(16), nullable=False),
+    Column("llm_attempts", Integer, nullable=False, default=0),
+    Column("llm_last_error", Text),
+    Column("llm_next_attempt_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_enrichments_llm_next_attempt_at", "llm_next_attempt_at"),
+)
+
+# The LLM budget, shared by every replica: tokens and cost charged per UTC day (``day`` is
+# ``YYYY-MM-DD``). Calls reserve an estimate first and settle with the usage the server reports.
+llm_usage = Table(
+    "llm_usage",
+    metadata,
+    Column("day", String(10), primary_key=True),
+    Column("tokens", BigInteger, nullable=False, default=0),
+    Column("prompt_tokens", BigInteger, nullable=False, default=0),
+    Column("completion_tokens", BigInteger, nullable=False, default=0),
+    Column("cost", Float, nullable=False, default=0.0),
+    Column("calls", Integer, nullable=False, default=0),
+    Column("refused", Integer, nullable=False, default=0),  # calls the budget turned away
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# Weekly recaps (migration 0005, ``aggregator.store.recaps``): one row per edition and ISO week,
+# keyed by the recap's stable id (``recap:<edition>:<week>``), so rebuilding a week replaces it.
+# ``lines`` holds the listed stories as JSON; ``updated_at`` moves only when the content changes.
+recaps = Table(
+    "recaps",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("edition", String(200), nullable=False),
+    Column("week", String(10), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("content_html", Text, nullable=False),
+    Column("lines", JSON, nullable=False),
+    Column("url", Text),
+    Column("week_start", UTCDateTime, nullable=False),
+    Column("published_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_recaps_edition_published_at", "edition", "published_at"),
+)

@@ -1,0 +1,105 @@
+"""The parse-path shortcuts return exactly what the slow paths return.
+
+Sanitizer cleaners shared per site, text taken from sanitized markup by a regex over a prefix,
+and feedparser's memoized URL joins and cp1252 table: each is checked against the reference
+computation it replaces.
+"""
+
+from __future__ import annotations
+
+import feedparser.mixin
+import feedparser.urls
+import pytest
+from feedparser.html import _cp1252
+
+import aggregator.parse  # noqa: F401  (importing it installs the feedparser speed-ups)
+from aggregator.sanitize import (
+    _absolute_http,
+    _cleaner,
+    html_to_text,
+    sanitize_html,
+    sanitized_text,
+)
+
+BASES = [
+    "https://site.example/2026/11/post.html?utm=1#frag",
+    "https://user:pw@site.example:8443/a/b/",
+    "http://Site.Example/x",
+    "https://site.example",
+    "https://site.example\\odd/path",
+    "mailto:someone@example.com",
+    None,
+]
+SNIPPETS = [
+    "<p>no links at all</p>",
+    '<a href="/root/page">r</a><img src="/i.png">',
+    "<a href='/root'>single quotes</a> <a href=/unquoted>u</a>",
+    '<a href="//cdn.example/x.js">scheme-relative</a>',
+    '<a href="  /spaced">leading space</a>',
+    '<a href="../up.html">up</a><a href="same.html">same</a>',
+    '<a href="?q=1">query</a><a href="#n">fragment</a><a href="">empty</a>',
+    '<a href="https://abs.example/">abs</a><img src="/rel.png">',
+    '<a href="&#47;encoded">entity start</a>',
+    '<a HREF="/UPPER">case</a><IMG SRC="rel.png">',
+    '<a href="javascript:alert(1)">js</a><a href=" javascript:alert(1)">js2</a>',
+    '<img src="data:image/png;base64,AAAA"><a href="mailto:x@y.z">m</a>',
+    '<p>text mentioning href="/looks-like" an attribute</p>',
+    '<blockquote cite="/c">q</blockquote><a title="a>b" href="x">gt in attr</a>',
+    '<a href="\\\\backslash">b</a><a href="\t/tab">t</a>',
+    "<p>İstanbul <a href='/i'>dotted capital I lowers to two characters</a></p>",
+]
+
+
+@pytest.mark.parametrize("base", BASES)
+@pytest.mark.parametrize("snippet", SNIPPETS)
+def test_shared_cleaners_resolve_like_the_entry_base(snippet: str, base: str | None) -> None:
+    """What ``sanitize_html`` returns equals cleaning with a cleaner built for the full base."""
+    reference = _cleaner(_absolute_http(base)).clean(snippet).strip()
+    assert sanitize_html(snippet, base) == reference
+
+
+def test_entries_of_one_site_share_a_cleaner() -> None:
+    _cleaner.cache_clear()
+    for n in range(50):
+        sanitize_html('<a href="/tag/x">t</a><img src="/i.png">', f"https://s.example/p/{n}")
+    assert _cleaner.cache_info().currsize == 1  # one per site, not one per entry
+    got = sanitize_html('<a href="/tag/x">t</a>', "https://s.example/p/7?x=1")
+    assert 'href="https://s.example/tag/x"' in got
+
+
+LONG = "".join(
+    f'<p>Paragraph {n} with <b>bold</b> &amp; <a href="https://x.example/{n}" '
+    f'title="a &gt; b">a link</a> 中文内容第{n}段。</p><ul><li>one</li><li>two</li></ul>'
+    for n in range(400)
+)
+
+
+@pytest.mark.parametrize("limit", [0, 1, 80, 400, 2000, 10_000, 100_000])
+def test_sanitized_text_is_the_start_of_html_to_text(limit: int) -> None:
+    for raw in [LONG, LONG[:5000], "<p>short &nbsp; text</p>", "plain words", *SNIPPETS]:
+        markup = sanitize_html(raw, "https://x.example/")
+        assert sanitized_text(markup, limit) == html_to_text(markup)[:limit]
+
+
+def test_feedparser_url_joins_are_memoized_and_unchanged() -> None:
+    cases = [
+        ("http://a.example/b/c", "../d"),
+        ("http://a.example/b/c", "http:////x.example//y"),
+        ("", "relative"),
+        ("http://a.example/", "javascript:alert(1)"),
+        ("http://a.example/", ""),
+    ]
+    for base, uri in cases:
+        assert feedparser.mixin._urljoin(base, uri) == feedparser.urls._urljoin(base, uri)
+        assert feedparser.mixin.make_safe_absolute_uri(
+            base, uri
+        ) == feedparser.urls.make_safe_absolute_uri(base, uri)
+    assert feedparser.mixin._urljoin is not feedparser.urls._urljoin  # the cached wrapper
+
+
+def test_cp1252_table_translates_like_the_dict() -> None:
+    table = feedparser.mixin._cp1252
+    assert isinstance(table, tuple)
+    text = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
+    text += "\U0001f600 emoji \U00020000 astral"
+    assert text.translate(table) == text.translate(_cp1252)

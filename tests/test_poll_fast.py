@@ -1,0 +1,228 @@
+"""The fast paths of a poll keep their promises: nothing is skipped that changed.
+
+A real FeedServer on 127.0.0.1, real SQLite (and PostgreSQL when configured), the real
+pipeline; parse calls are observed through a recording executor, store calls through a
+Repository subclass that counts them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+from sqlalchemy import select
+
+from aggregator.app import open_pipeline
+from aggregator.config import load_settings
+from aggregator.ingest import Ingested, ingest, pack_digests, stored_digest
+from aggregator.model import ApplyResult, UpdatePlan
+from aggregator.parsepool import LazyProcessPool
+from aggregator.pipeline import Pipeline
+from aggregator.plan import keyed_items
+from aggregator.settings import Settings
+from aggregator.store.repo import Repository
+from aggregator.store.schema import items
+from tests.servers import FeedServer
+
+
+def rss(*entries: tuple[str, str]) -> bytes:
+    """RSS 2.0 with (guid, body) entries."""
+    body = "".join(
+        f"<item><title>Title {g}</title><link>https://pub.example/p/{g}</link><guid>{g}</guid>"
+        f"<description>&lt;p&gt;{text}&lt;/p&gt;</description></item>"
+        for g, text in entries
+    )
+    return (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Pub</title>'
+        f"<link>https://pub.example/</link><description>d</description>{body}</channel></rss>"
+    ).encode()
+
+
+def settings_for(tmp_path: Path, db_url: str, urls: list[str]) -> Settings:
+    lines = [f'database_url = "{db_url}"', "[fetch]", "per_host_delay = 0.0", "total_timeout = 5"]
+    for i, url in enumerate(urls):
+        lines += ["[[sources]]", f'key = "s{i}"', f'url = "{url}"']
+    lines += ["[[editions]]", 'name = "all"', 'title = "All"', "max_age_days = 100000"]
+    path = tmp_path / "agg.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return load_settings(str(path), env={})
+
+
+class Recording(ThreadPoolExecutor):
+    """Runs parse calls on a thread and keeps what each returned."""
+
+    def __init__(self) -> None:
+        super().__init__(max_workers=1)
+        self.results: list[Ingested] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        future.add_done_callback(lambda f: self.results.append(f.result()))
+        return future
+
+
+class CountingRepository(Repository):
+    """Counts item-plan transactions and batched state writes."""
+
+    applies: ClassVar[int] = 0
+    state_batches: ClassVar[list[int]] = []
+
+    def apply(self, plan: UpdatePlan, now: datetime, *args: Any, **kwargs: Any) -> ApplyResult:
+        type(self).applies += 1
+        return super().apply(plan, now, *args, **kwargs)
+
+    def write_source_states(self, plans: Any, owner: str | None = None) -> list[bool]:
+        type(self).state_batches.append(len(plans))
+        return super().write_source_states(plans, owner)
+
+
+def stored(pipeline: Pipeline) -> dict[str, str]:
+    """Stored content by GUID (feedparser resolves these GUIDs against the feed URL)."""
+    with pipeline.repo.engine.connect() as conn:
+        rows = conn.execute(select(items.c.guid, items.c.content_html)).all()
+    return {str(guid).rsplit("/", 1)[-1]: html for guid, html in rows}
+
+
+async def test_unchanged_body_without_validators_is_not_parsed_again(
+    tmp_path: Path, db_url: str
+) -> None:
+    recorder = Recording()
+    with FeedServer() as server:
+        server.serve("/f.xml", rss(("a", "one"), ("b", "two")), validators=False)
+        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(settings, workers=0) as pipeline:
+            pipeline.parse_executor = recorder
+            first = await pipeline.poll_all()
+            second = await pipeline.poll_all()
+            src = pipeline.repo.list_sources()[0]
+    recorder.shutdown()
+    assert server.statuses("/f.xml") == [200, 200]  # no validators: a full body each time
+    assert (first.new, second.new) == (2, 0)
+    assert len(recorder.results) == 1  # the second, identical body was never parsed
+    assert second.sources[0].status == "not_modified" and src.status == "not_modified"
+
+
+async def test_changed_feed_skips_known_entries_and_still_sees_edits(
+    tmp_path: Path, db_url: str
+) -> None:
+    recorder = Recording()
+    with FeedServer() as server:
+        server.serve("/f.xml", rss(("a", "one"), ("b", "two"), ("c", "three")))
+        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(settings, workers=0) as pipeline:
+            pipeline.parse_executor = recorder
+            await pipeline.poll_all()
+            server.serve(
+                "/f.xml", rss(("new", "fresh"), ("a", "one"), ("b", "EDITED"), ("c", "three"))
+            )
+            report = await pipeline.poll_all()
+            html = stored(pipeline)
+    recorder.shutdown()
+    assert (report.new, report.updated) == (1, 1)
+    changed = recorder.results[-1]
+    assert len(changed.stubs) == 2  # a and c were recognised, not sanitized again
+    assert {changed.items[i].title for i in changed.stubs} == {"Title a", "Title c"}
+    assert "EDITED" in html["b"] and "fresh" in html["new"]
+    assert "one" in html["a"] and "three" in html["c"]  # stubs never overwrite stored HTML
+
+
+class StaleKnowledge(Pipeline):
+    """Claims every entry of the served feed is stored, although none is."""
+
+    body = b""
+    url = ""
+
+    def _known_digests(self, source_id: int) -> bytes | None:
+        got = ingest(self.body, {}, self.url, None, datetime.now(UTC))
+        return pack_digests([stored_digest(k, it.content_hash) for k, it in keyed_items(got.items)])
+
+
+async def test_stale_digests_fall_back_to_full_entries(tmp_path: Path, db_url: str) -> None:
+    body = rss(("a", "one"), ("b", "two"))
+    recorder = Recording()
+    with FeedServer() as server:
+        server.serve("/f.xml", body)
+        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(settings, workers=0) as pipeline:
+            stale = StaleKnowledge(
+                settings, pipeline.repo, pipeline.fetcher, clock=pipeline.clock, owner="t"
+            )
+            stale.body, stale.url = body, server.url("/f.xml")
+            stale.parse_executor = recorder
+            try:
+                report = await stale.poll_all()
+            finally:
+                stale.close()
+            html = stored(pipeline)
+    recorder.shutdown()
+    assert report.new == 2
+    assert [len(r.stubs) for r in recorder.results] == [2, 0]  # stubs first, then in full
+    assert "one" in html["a"] and "two" in html["b"]
+
+
+async def test_not_modified_sources_are_written_in_batches(tmp_path: Path, db_url: str) -> None:
+    with FeedServer() as server:
+        paths = [f"/f{i}.xml" for i in range(12)]
+        for i, path in enumerate(paths):
+            server.serve(path, rss((f"g{i}", f"body {i}")))
+        settings = settings_for(tmp_path, db_url, [server.url(p) for p in paths])
+        async with open_pipeline(settings, workers=0) as pipeline:
+            repo = CountingRepository(pipeline.repo.engine)
+            pipeline.repo = repo
+            await pipeline.poll_all()
+            before = {s.key: s for s in repo.list_sources()}
+            CountingRepository.applies, CountingRepository.state_batches = 0, []
+            report = await pipeline.poll_all()
+            after = {s.key: s for s in repo.list_sources()}
+            claimed = repo.claim_sources(list(after), datetime.now(UTC), "other", 60)
+    assert [s.status for s in report.sources] == ["not_modified"] * 12
+    assert CountingRepository.applies == 0  # no per-source transaction for a 304
+    assert sum(CountingRepository.state_batches) == 12
+    assert len(CountingRepository.state_batches) < 12  # grouped, not one each
+    for i in range(12):
+        old, new = before[f"s{i}"], after[f"s{i}"]
+        assert new.etag == old.etag is not None  # each source keeps its own validator
+        assert new.last_modified == old.last_modified is not None
+        assert new.status == "not_modified" and new.error_count == 0
+        assert old.last_fetched_at is not None and new.last_fetched_at is not None
+        assert new.last_fetched_at >= old.last_fetched_at
+        assert new.next_check_at is not None and new.next_check_at > new.last_fetched_at
+    assert len(claimed) == 12  # every lease was cleared
+
+
+# ------------------------------------------------------------------ the parse pool
+
+
+def _worker_state() -> tuple[object, bool]:
+    return sys.modules["__main__"].__dict__.get("__file__"), "aggregator.cli" in sys.modules
+
+
+def test_parse_workers_do_not_import_the_program() -> None:
+    main = sys.modules["__main__"]
+    before = (main.__dict__.get("__file__"), main.__dict__.get("__spec__"))
+    pool = LazyProcessPool(1)
+    try:
+        main_file, cli_loaded = pool.submit(_worker_state).result(timeout=60)
+    finally:
+        pool.shutdown()
+    assert main_file is None and not cli_loaded
+    assert (main.__dict__.get("__file__"), main.__dict__.get("__spec__")) == before
+
+
+def test_parse_pool_replaces_a_dead_worker() -> None:
+    pool = LazyProcessPool(1)
+    try:
+        assert pool.submit(int, "7").result(timeout=60) == 7
+        with pytest.raises(BrokenProcessPool):
+            pool.submit(os._exit, 1).result(timeout=60)
+        assert pool.submit(int, "8").result(timeout=60) == 8
+        assert pool.restarts == 1
+    finally:
+        pool.shutdown()

@@ -34,7 +34,7 @@ from aggregator.editions_cli import editions_app
 from aggregator.enrich_cli import enrich
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.pipeline import SourceReport, TickReport
-from aggregator.publish import render_all
+from aggregator.publish import render_all, story_window
 from aggregator.recap_cli import recap
 from aggregator.render import FORMATS
 from aggregator.render.opml import parse_opml, render_opml
@@ -222,9 +222,8 @@ def export(
             )
         with _repository(settings) as repo:
             now = SystemClock().now()
-            stories = repo.recent_stories(
-                now - timedelta(days=eds[0].max_age_days), eds[0].limit * 20
-            )
+            days, count = story_window(settings.editions)  # as the daemon renders it
+            stories = repo.recent_stories(now - timedelta(days=days), count)
             recaps = RecapStore(repo.engine).latest([edition])
         snaps = render_all(eds, stories, base_url=settings.server.base_url, now=now, recaps=recaps)
         body = next(s.body for s in snaps if s.format == fmt)

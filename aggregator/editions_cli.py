@@ -32,6 +32,7 @@ from aggregator.clock import SystemClock
 from aggregator.curate import Curator, StoryDecision, decide
 from aggregator.errors import AggregatorError, ConfigError
 from aggregator.model import StoredItem, StoryRecord
+from aggregator.publish import story_window
 from aggregator.rules import format_duration, published_of
 from aggregator.settings import EditionConfig, Settings
 from aggregator.store.lookup import ItemLocation, find_items, url_variants
@@ -65,16 +66,9 @@ def parse_now(value: str | None) -> datetime:
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
-def story_window(settings: Settings) -> tuple[float, int]:
-    """(days, count) of recent stories every edition is built from, as the daemon does."""
-    days = max((e.max_age_days for e in settings.editions), default=7.0)
-    count = max((e.limit for e in settings.editions), default=100) * 20
-    return days, count
-
-
 def candidate_stories(repo: Repository, settings: Settings, now: datetime) -> list[StoryRecord]:
     """The stories editions are rendered from at ``now`` (mirrors ``render_editions``)."""
-    days, count = story_window(settings)
+    days, count = story_window(settings.editions)
     return repo.recent_stories(now - timedelta(days=days), count)
 
 
@@ -330,7 +324,7 @@ def _explain_found(
 def _explain_missing(
     ed: EditionConfig, found: list[ItemLocation], settings: Settings, now: datetime
 ) -> tuple[list[str], dict[str, object]]:
-    days, count = story_window(settings)
+    days, count = story_window(settings.editions)
     since = now - timedelta(days=days)
     lines = [f"edition {ed.name} ({ed.title}): {_ranking(ed)}", ""]
     reasons: list[str] = []

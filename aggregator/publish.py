@@ -70,6 +70,15 @@ def attach(
     return replace(feed, entries=entries, updated=updated)
 
 
+def story_window(editions: Sequence[EditionConfig]) -> tuple[float, int]:
+    """(days, count) of recent stories every edition is rendered from: the widest age window
+    and 20x the largest limit (rules drop many). The daemon, ``export`` and ``editions
+    preview/explain`` all use it, so they see the same stories."""
+    days = max((e.max_age_days for e in editions), default=7.0)
+    count = max((e.limit for e in editions), default=100) * 20
+    return days, count
+
+
 def render_all(
     editions: Sequence[EditionConfig],
     stories: Sequence[StoryRecord],

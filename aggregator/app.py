@@ -79,6 +79,7 @@ async def open_pipeline(
                 owner=owner_id(),
                 parse_executor=executor,
                 metrics=metrics,
+                keep_workers=warm,  # one-shot polls free the workers before rendering
             )
             try:
                 yield pipeline

@@ -135,6 +135,18 @@ class _Client(httpx.AsyncClient):
         return None
 
 
+def _plain_headers(headers: httpx.Headers) -> dict[str, str]:
+    """``dict(headers.items())``, computed once: lower-case names, repeated names joined with
+    ", ". httpx works out the headers' text encoding again on every access (twice per header
+    in ``items()``), which was a tenth of a 304's CPU time."""
+    encoding = headers.encoding
+    plain: dict[str, str] = {}
+    for key, value in headers.raw:
+        name, text = key.decode(encoding).lower(), value.decode(encoding)
+        plain[name] = f"{plain[name]}, {text}" if name in plain else text
+    return plain
+
+
 @functools.lru_cache(maxsize=16384)
 def _parse_url(url: str) -> httpx.URL:
     """Parse and check a publisher URL once (cached: sources are polled again and again)."""
@@ -464,7 +476,7 @@ class Fetcher:
                     hops += 1
                     permanent = permanent and code in PERMANENT_REDIRECT_CODES
                     continue
-                response_headers = dict(response.headers.items())
+                response_headers = _plain_headers(response.headers)
                 final_url = str(target)
                 if code == 304:
                     return NotModified(
@@ -473,7 +485,7 @@ class Fetcher:
                         elapsed=time.perf_counter() - started,
                     )
                 if 200 <= code < 300:
-                    body = await self._read_body(response)
+                    body = await self._read_body(response, response_headers)
                     if not body:
                         raise _Failure("empty", f"HTTP {code} with an empty body", status_code=code)
                     return Fetched(
@@ -516,10 +528,10 @@ class Fetcher:
         seen.add(key)
         return target
 
-    async def _read_body(self, response: httpx.Response) -> bytes:
+    async def _read_body(self, response: httpx.Response, headers: dict[str, str]) -> bytes:
         """Stream the raw body, inflating it under the size cap."""
         cap = self.settings.max_body_bytes
-        declared = response.headers.get("content-length")
+        declared = headers.get("content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > cap:
             raise _Failure(
                 "too_large",
@@ -534,7 +546,7 @@ class Fetcher:
             if len(content) > cap:
                 raise _Failure("too_large", f"body exceeds the {cap} byte limit")
             return content
-        decoder = _BoundedDecoder(response.headers.get("content-encoding", ""), cap)
+        decoder = _BoundedDecoder(headers.get("content-encoding", ""), cap)
         async for chunk in response.aiter_raw():
             decoder.feed(chunk)
         return decoder.finish()

@@ -2,19 +2,22 @@
 
 This is the only place where the pure stages meet IO. Each source is handled on its own: a
 failure of any kind is recorded on that source (status, last error, backoff) and never reaches
-the others or the tick. Database calls run on one dedicated thread (SQLAlchemy is synchronous;
-one writer suits SQLite), parsing runs on a process pool when one is given.
+the others or the tick. Database writes run on one dedicated thread (SQLAlchemy is synchronous;
+one writer suits SQLite), the planner's reads of a source on a second one beside it, parsing
+on a process pool when one is given.
 
 What keeps a run cheap (``bench/README.md`` has the numbers):
 
-* at most ``fetch.concurrency`` sources are between fetch and apply at once, so fetched
-  bodies waiting for a parse worker are bounded, not the whole run's;
+* at most ``fetch.concurrency`` sources are between fetch and apply at once, and of those at
+  most ``2 x workers + 2`` hold a body being parsed or items being stored, so memory does not
+  grow with the number of sources (parse results waiting for the database are the big part);
 * plans that change only a source's poll state (a 304, an unchanged body, a failure) are
   written together, one transaction per batch (``Repository.write_source_states``), not one
   each: whatever arrived while the previous batch was being written forms the next one;
 * a body whose hash did not change is not parsed; in a changed body, entries stored unchanged
   are recognised from their key and content hash and skip sanitizing (``ingest(known=...)``);
-* one log line per source only at DEBUG (failures at INFO); one summary line per run at INFO.
+* one log line per source only at DEBUG (failures at INFO); one summary line per run at INFO;
+* a one-shot poll (``keep_workers=False``) stops the parse workers before rendering.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
+
+from sqlalchemy import URL
 
 from aggregator.clock import Clock
 from aggregator.dedupe.prepare import prepare_many
@@ -47,7 +52,7 @@ from aggregator.model import (
 )
 from aggregator.parsepool import LazyProcessPool
 from aggregator.plan import answered, build_plan, is_network_failure, keyed_items
-from aggregator.publish import render_all
+from aggregator.publish import render_all, story_window
 from aggregator.settings import Settings
 from aggregator.store.matching import MatchAfterApply
 from aggregator.store.recaps import RecapStore
@@ -197,8 +202,13 @@ class Pipeline:
         rng: random.Random | None = None,
         parse_executor: Executor | None = None,
         metrics: Metrics | None = None,
+        keep_workers: bool = True,
     ) -> None:
+        """``keep_workers=False`` (one-shot commands) stops the parse processes when a run's
+        sources are done, before the editions are rendered: their memory is not needed for
+        that, and a lazy pool starts again if another run needs it."""
         self.settings = settings
+        self.keep_workers = keep_workers
         self.repo = repo
         self.fetcher = fetcher
         self.clock = clock
@@ -209,15 +219,35 @@ class Pipeline:
         self._pool_lock = asyncio.Lock()
         self._last_answer = float("-inf")  # monotonic time any publisher last answered
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-db")
+        # the planner's reads of one source (what it has stored) run beside the writes, so a
+        # body's parse does not wait behind other sources' inserts (WAL readers do not block
+        # the writer); an in-memory SQLite database exists once per connection: same thread
+        self._reads = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-db-read")
+            if _shared_database(repo.engine.url)
+            else self._db
+        )
         self._states = _StateWriter(self)
+        workers = getattr(parse_executor, "workers", None) or getattr(
+            parse_executor, "_max_workers", None
+        )
+        # bodies between "fetched" and "stored": enough to keep every parse worker busy
+        self._bodies = asyncio.Semaphore(2 * (workers if isinstance(workers, int) else 1) + 2)
 
     def close(self) -> None:
-        """Stop the database thread (after in-flight calls finish)."""
+        """Stop the database threads (after in-flight calls finish)."""
         self._db.shutdown(wait=True)
+        if self._reads is not self._db:
+            self._reads.shutdown(wait=True)
 
     async def _in_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._db, partial(fn, *args, **kwargs))
+
+    async def _in_read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a read-only ``fn`` on the reading thread (see ``__init__``)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._reads, partial(fn, *args, **kwargs))
 
     async def run_in_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` on the pipeline's database thread, serialised with polling and renders
@@ -270,6 +300,9 @@ class Pipeline:
                 on_done(rep)
 
         await asyncio.gather(*(one(s) for s in sources))
+        pool = self.parse_executor
+        if not self.keep_workers and isinstance(pool, LazyProcessPool) and pool.started:
+            await asyncio.to_thread(pool.shutdown, True)
         if report.new or report.updated or not await self._in_db(self.repo.list_snapshot_editions):
             render_started = time.perf_counter()
             report.rendered = await self._in_db(self.render_editions)
@@ -309,10 +342,18 @@ class Pipeline:
             finally:
                 if batch is not None:
                     batch.record(result)
-            plan = await self._plan(source, result, await self._is_outage(result, batch, slot))
-            now = self.clock.now()
-            matcher = await self._matcher(plan, now)
-            applied = await self._apply(plan, now, matcher)
+            outage = await self._is_outage(result, batch, slot)
+            bodies = self._bodies if isinstance(result, Fetched) else None
+            if bodies is not None:
+                await bodies.acquire()
+            try:
+                plan = await self._plan(source, result, outage)
+                now = self.clock.now()
+                matcher = await self._matcher(plan, now)
+                applied = await self._apply(plan, now, matcher)
+            finally:
+                if bodies is not None:
+                    bodies.release()
             if self.metrics is not None and applied.new > applied.new_stories:
                 # reports that joined a story already told by someone (URL or link-blog match)
                 self.metrics.stories_merged.inc(applied.new - applied.new_stories)
@@ -461,7 +502,7 @@ class Pipeline:
                 parse_error=None, body_hash=body_hash, now=now, settings=settings, rng=rng,
                 unchanged=True,
             )  # fmt: skip
-        known = await self._in_db(self._known_digests, source.id)
+        known = await self._in_read(self._known_digests, source.id)
         ingested = await self._ingest(result, source, now, known)
         # no known digest: the source has no stored item, so none can match by key or URL
         plan = await self._plan_items(source, result, ingested, body_hash, now, known is not None)
@@ -491,7 +532,7 @@ class Pipeline:
                 self.repo.tombstoned(source.id, keys),
             )
 
-        existing, tombstoned = await self._in_db(lookups)
+        existing, tombstoned = await self._in_read(lookups)
         settings, rng = self.settings.schedule, self.rng
         return build_plan(
             source, result, feed=ingested.feed, mean_gap=ingested.mean_gap, keyed=keyed,
@@ -561,6 +602,14 @@ class Pipeline:
         return len(changed)
 
 
+def _shared_database(url: URL) -> bool:
+    """Whether every connection to ``url`` sees the same database (not in-memory SQLite)."""
+    if url.get_backend_name() != "sqlite":
+        return True
+    database = url.database or ""
+    return bool(database) and database != ":memory:" and "mode=memory" not in str(url)
+
+
 def _writes_stub(plan: UpdatePlan, ingested: Ingested) -> bool:
     """Whether ``plan`` would insert or update one of the identity-only stub items."""
     stubs = {id(ingested.items[i]) for i in ingested.stubs}
@@ -570,9 +619,8 @@ def _writes_stub(plan: UpdatePlan, ingested: Ingested) -> bool:
 def render_stored(settings: Settings, repo: Repository, now: datetime) -> list[Snapshot]:
     """Render every edition from the stored recent stories and newest recaps; save and return
     the snapshots whose bytes changed (shared by the pipeline and ``aggregator recap``)."""
-    horizon = max((e.max_age_days for e in settings.editions), default=7.0)
-    limit = max((e.limit for e in settings.editions), default=100) * 20
-    stories = repo.recent_stories(now - timedelta(days=horizon), limit)
+    days, count = story_window(settings.editions)
+    stories = repo.recent_stories(now - timedelta(days=days), count)
     recaps = RecapStore(repo.engine).latest([e.name for e in settings.editions])
     snaps = render_all(
         settings.editions, stories, base_url=settings.server.base_url, now=now, recaps=recaps

@@ -98,7 +98,7 @@ def _absolute_http(url: str | None) -> str | None:
     return url.strip()
 
 
-@lru_cache(maxsize=512)
+@lru_cache(maxsize=64)  # ~23 KB each; entries of one body share theirs (see sanitize_html)
 def _cleaner(base_url: str | None) -> nh3.Cleaner:
     """A cleaner that resolves relative URLs against ``base_url`` (denies them without one)."""
     relative: Literal["deny"] | tuple[Literal["rewrite_with_base"], str] = "deny"

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import feedparser.mixin
 import feedparser.urls
+import httpx
 import pytest
 from feedparser.html import _cp1252
 
-import aggregator.parse  # noqa: F401  (importing it installs the feedparser speed-ups)
+from aggregator.fetch import _plain_headers
+from aggregator.parse import _install_speedups
 from aggregator.sanitize import (
     _absolute_http,
     _cleaner,
@@ -82,6 +84,7 @@ def test_sanitized_text_is_the_start_of_html_to_text(limit: int) -> None:
 
 
 def test_feedparser_url_joins_are_memoized_and_unchanged() -> None:
+    _install_speedups()  # the first parse of a process does it
     cases = [
         ("http://a.example/b/c", "../d"),
         ("http://a.example/b/c", "http:////x.example//y"),
@@ -98,8 +101,24 @@ def test_feedparser_url_joins_are_memoized_and_unchanged() -> None:
 
 
 def test_cp1252_table_translates_like_the_dict() -> None:
+    _install_speedups()
     table = feedparser.mixin._cp1252
-    assert isinstance(table, tuple)
+    assert isinstance(table, str) and len(table) == 0x10000
     text = "".join(map(chr, range(0xD800))) + "".join(map(chr, range(0xE000, 0x10000)))
     text += "\U0001f600 emoji \U00020000 astral"
     assert text.translate(table) == text.translate(_cp1252)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        [(b"ETag", b'"x"'), (b"Content-Type", b"text/xml; charset=utf-8")],
+        [(b"Set-Cookie", b"a=1"), (b"set-cookie", b"b=2"), (b"SET-COOKIE", b"c=3")],
+        [(b"X-Name", "café".encode())],  # UTF-8
+        [(b"X-Name", "café".encode("latin-1"))],  # not UTF-8: httpx falls back to latin-1
+        [],
+    ],
+)
+def test_fetch_header_dict_matches_httpx(raw: list[tuple[bytes, bytes]]) -> None:
+    headers = httpx.Headers(raw)
+    assert _plain_headers(headers) == dict(headers.items())

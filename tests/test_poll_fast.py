@@ -226,3 +226,51 @@ def test_parse_pool_replaces_a_dead_worker() -> None:
         assert pool.restarts == 1
     finally:
         pool.shutdown()
+
+
+async def test_one_shot_polls_stop_the_workers_before_rendering(
+    tmp_path: Path, db_url: str
+) -> None:
+    with FeedServer() as server:
+        server.serve("/f.xml", rss(("a", "one")))
+        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(settings, workers=1) as pipeline:
+            pool = pipeline.parse_executor
+            assert isinstance(pool, LazyProcessPool) and not pipeline.keep_workers
+            first = await pipeline.poll_all()
+            assert first.new == 1 and first.rendered > 0 and not pool.started
+            server.serve("/f.xml", rss(("a", "one"), ("b", "two")))
+            second = await pipeline.poll_all()  # the pool starts again when needed
+            assert second.new == 1 and not pool.started
+        async with open_pipeline(settings, workers=1, warm=True) as daemon:
+            assert daemon.keep_workers
+            await daemon.poll_all()
+            assert isinstance(daemon.parse_executor, LazyProcessPool)
+            assert daemon.parse_executor.started  # the daemon keeps its workers between ticks
+
+
+def test_planner_reads_get_their_own_thread_unless_the_database_is_in_memory() -> None:
+    from sqlalchemy import make_url
+
+    from aggregator.pipeline import _shared_database
+
+    assert _shared_database(make_url("sqlite:////var/lib/aggregator/a.db"))
+    assert not _shared_database(make_url("sqlite://"))
+    assert not _shared_database(make_url("sqlite:///:memory:"))
+    assert not _shared_database(make_url("sqlite:///file:x?mode=memory&uri=true"))
+    assert _shared_database(make_url("postgresql+psycopg://u@127.0.0.1:1/db"))
+
+
+def test_poll_json_reports_counts_and_timings(tmp_path: Path) -> None:
+    import json
+
+    from tests.clirun import run_cli
+
+    with FeedServer() as server:
+        server.serve("/f.xml", rss(("a", "one"), ("b", "two")))
+        settings_for(tmp_path, f"sqlite:///{tmp_path / 'agg.db'}", [server.url("/f.xml")])
+        first = json.loads(run_cli(tmp_path / "agg.toml", "poll", "--json").stdout)
+        second = json.loads(run_cli(tmp_path / "agg.toml", "poll", "--json").stdout)
+    assert (first["sources"], first["ok"], first["failed"], first["new"]) == (1, 1, 0, 2)
+    assert first["snapshots"] > 0 and first["cycle_seconds"] >= first["render_seconds"] > 0
+    assert (second["new"], second["snapshots"], second["render_seconds"]) == (0, 0, 0)

@@ -47,7 +47,7 @@ POSTINGS_PER_KEY = 100
 COMMON_SHARE = 0.01
 COMMON_MIN_STORIES = 10
 COMMON_FACTOR = 1 / 3
-SUMMARY_CHARS = 600  # of the lead's summary: the head names what the story is about
+SUMMARY_CHARS = 280  # of the lead's summary: its head names what the story is about
 WEIGHTS = {"e": 3.0, "c": 2.0, "v": 2.0, "w": 2.0, "t": 1.5, "n": 1.0}
 
 _NAME = re.compile(r"(?<![\w'’])([A-Z][A-Za-z0-9]*(?:[-'’.&][A-Za-z0-9]+)*)")
@@ -67,14 +67,6 @@ class _Story:
     keys: frozenset[str]
 
 
-def _text(story: StoryRecord) -> str:
-    """Titles of every report, then the head of the lead's summary."""
-    titles = "\n".join(dict.fromkeys(it.title for it in story.items))
-    lead = choose_lead(story.items)
-    summary = html_to_text(lead.summary_html[: SUMMARY_CHARS * 4])[:SUMMARY_CHARS]
-    return f"{titles}\n{summary}"
-
-
 @dataclass(frozen=True, slots=True)
 class _TextKeys:
     """What one story text yields before the batch is known."""
@@ -84,9 +76,8 @@ class _TextKeys:
     lower: frozenset[str]  # words written in lower case
 
 
-@lru_cache(maxsize=32_768)
 def _text_keys(text: str) -> _TextKeys:
-    """Keys of one story text; cached, since every render sees mostly the same stories."""
+    """Keys of one story text."""
     keys: set[str] = set()
     previous = ""
     for tok in tokens(normalize(text)):
@@ -107,9 +98,27 @@ def _text_keys(text: str) -> _TextKeys:
     return _TextKeys(frozenset(keys), frozenset(names), frozenset(_LOWER_WORD.findall(text)))
 
 
-def story_keys(story: StoryRecord, common_words: frozenset[str] = frozenset()) -> frozenset[str]:
+def _found(story: StoryRecord) -> _TextKeys:
+    """The keys of a story's text: titles of every report, then the head of the lead's summary.
+
+    Cached on the raw inputs, so a render that sees mostly the same stories as the last one
+    neither strips their HTML nor tokenizes them again.
+    """
+    titles = tuple(dict.fromkeys(it.title for it in story.items))
+    return _summary_keys(titles, choose_lead(story.items).summary_html[: SUMMARY_CHARS * 4])
+
+
+@lru_cache(maxsize=32_768)
+def _summary_keys(titles: tuple[str, ...], summary_html: str) -> _TextKeys:
+    summary = html_to_text(summary_html)[:SUMMARY_CHARS]
+    return _text_keys("\n".join(titles) + "\n" + summary)
+
+
+def story_keys(
+    story: StoryRecord, common_words: frozenset[str] = frozenset(), found: _TextKeys | None = None
+) -> frozenset[str]:
     """The keys ``story`` is indexed under (see the module docstring)."""
-    found = _text_keys(_text(story))
+    found = found or _found(story)
     keys = set(found.keys)
     keys.update("n:" + name for name in found.names if name not in common_words)
     if story.card is not None:
@@ -134,12 +143,12 @@ def _prepare(stories: Sequence[StoryRecord], now: datetime) -> list[_Story]:
         if not story.items or story.public_id in seen:
             continue
         seen.add(story.public_id)
-        found = _text_keys(_text(story))
+        found = _found(story)
         vocabulary.update(found.lower)
         usable.append((story, found))
     lower = frozenset(vocabulary)
     out: list[_Story] = []
-    for story, _found in usable:
+    for story, found in usable:
         lead = choose_lead(story.items)
         moment = published_of(lead)
         if moment > now:
@@ -150,7 +159,7 @@ def _prepare(stories: Sequence[StoryRecord], now: datetime) -> list[_Story]:
                 time=moment,
                 title=lead.title,
                 url=lead.url,
-                keys=story_keys(story, lower),
+                keys=story_keys(story, lower, found),
             )
         )
     out.sort(key=lambda s: (s.time, s.public_id))

@@ -122,7 +122,7 @@ class StoriesSettings:
     """Grouping reports of the same event from different publishers."""
 
     # title + summary similarity (MinHash/LSH) beyond URL matches; off by default for now
-    # (cost and English precision, see README "Design notes": stories)
+    # (cost of a first poll, see README "Design notes": stories)
     match_text: bool = False
     window_days: float = 3.0  # a new report is matched against stories this recent
 

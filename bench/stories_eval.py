@@ -298,6 +298,12 @@ def main() -> None:
         ),
         *([en_note, ""] if en_note else []),
     ]
+    out += [
+        "Before (word-set Jaccard for English at 0.60, Chinese Jaccard 0.70 without"
+        " containment), test: English precision 0.692, recall 0.265; Chinese precision 1.000,"
+        " recall 0.260.",
+        "",
+    ]
     # English: how precise is it against looser readings of the graded score?
     for cut in (3.0, 3.5):
         relabelled = [replace(p, label=int((p.score or 0) >= cut)) for p in en_test]

@@ -104,15 +104,22 @@ def item_match_text(
     key = (title, summary_html, language, published_at)
     text = TEXTS.get(key)
     if text is None:
-        text = match_text(
-            title,
-            summary_text(summary_html),
-            language=language,
-            published_at=published_at,
-            summary_chars=SUMMARY_CHARS,
-        )
+        text = _match_text(*key)
         TEXTS.put(key, text)
     return text
+
+
+def _match_text(
+    title: str, summary_html: str, language: str | None, published_at: datetime | None
+) -> MatchText:
+    """:func:`item_match_text` without the cache."""
+    return match_text(
+        title,
+        summary_text(summary_html),
+        language=language,
+        published_at=published_at,
+        summary_chars=SUMMARY_CHARS,
+    )
 
 
 def item_band_keys(text: MatchText) -> list[int]:
@@ -133,8 +140,9 @@ def item_band_keys(text: MatchText) -> list[int]:
 def prepare(
     title: str, summary_html: str, language: str | None, published_at: datetime | None
 ) -> Prepared:
-    """Features and band keys of one item."""
-    text = item_match_text(title, summary_html, language, published_at)
+    """Features and band keys of one item (not cached: in a parse worker nothing would read the
+    cache; the matcher remembers what it uses, see :func:`adopt`)."""
+    text = _match_text(title, summary_html, language, published_at)
     return Prepared(text, tuple(item_band_keys(text)))
 
 

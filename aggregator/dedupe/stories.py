@@ -174,12 +174,19 @@ def coverage(a: TextFeatures, b: TextFeatures) -> Coverage:
     left = sorted(a.units - b.units)
     right = sorted(b.units - a.units)
     paired = 0
-    for unit in list(left):
-        match = next((other for other in right if _variant(unit, other)), None)
-        if match is not None:
-            left.remove(unit)
-            right.remove(match)
-            paired += 1
+    if left and right:
+        # variants share their first 3 characters: compare within those buckets only
+        heads: dict[str, list[str]] = {}
+        for unit in right:
+            heads.setdefault(unit[:5], []).append(unit)
+        for unit in list(left):
+            bucket = heads.get(unit[:5], ())
+            match = next((other for other in bucket if _variant(unit, other)), None)
+            if match is not None:
+                left.remove(unit)
+                right.remove(match)
+                heads[unit[:5]].remove(match)
+                paired += 1
     shared = len(a.units & b.units) + paired
     weight = sum(2 if u[0] in "nc" else 1 for u in left + right)
     score = shared / (shared + weight) if shared else 0.0

@@ -121,9 +121,9 @@ class ServerSettings:
 class StoriesSettings:
     """Grouping reports of the same event from different publishers."""
 
-    # title + summary similarity (MinHash/LSH) beyond URL matches; off by default for now
-    # (cost of a first poll, see README "Design notes": stories)
-    match_text: bool = False
+    # title + summary similarity (MinHash/LSH) beyond URL matches (README "Design notes":
+    # stories); false groups by URL only, which makes a first poll of a long list much faster
+    match_text: bool = True
     window_days: float = 3.0  # a new report is matched against stories this recent
 
 

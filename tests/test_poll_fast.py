@@ -56,7 +56,8 @@ def settings_for(tmp_path: Path, db_url: str, urls: list[str]) -> Settings:
 
 
 class Recording(ThreadPoolExecutor):
-    """Runs parse calls on a thread and keeps what each returned."""
+    """Runs parse calls on a thread and keeps what each parse returned (the story-feature
+    jobs the pipeline also sends to the pool are run but not recorded)."""
 
     def __init__(self) -> None:
         super().__init__(max_workers=1)
@@ -64,7 +65,9 @@ class Recording(ThreadPoolExecutor):
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
         future = super().submit(fn, *args, **kwargs)
-        future.add_done_callback(lambda f: self.results.append(f.result()))
+        future.add_done_callback(
+            lambda f: self.results.append(f.result()) if isinstance(f.result(), Ingested) else None
+        )
         return future
 
 

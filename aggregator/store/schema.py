@@ -174,8 +174,9 @@ snapshots = Table(
     Column("generated_at", UTCDateTime, nullable=False),
 )
 
-# Story matching index (migration 0002): MinHash LSH band keys of each story's reports, so a new
-# item's candidate stories are one indexed lookup (``aggregator.store.matching``).
+# Story matching index (migration 0002; 0006 dropped its unused published_at index): MinHash LSH
+# band keys of each story's reports, so a new item's candidate stories are one indexed lookup
+# (``aggregator.store.matching``).
 story_bands = Table(
     "story_bands",
     metadata,
@@ -183,7 +184,6 @@ story_bands = Table(
     Column("story_id", Id, ForeignKey("stories.id", ondelete="CASCADE"), primary_key=True),
     Column("published_at", UTCDateTime, nullable=False),  # newest indexed report, for the window
     Index("ix_story_bands_story_id", "story_id"),
-    Index("ix_story_bands_published_at", "published_at"),
     sqlite_with_rowid=False,  # a clustered primary key: half the size, one lookup per key
 )
 

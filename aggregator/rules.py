@@ -91,7 +91,7 @@ def _keyword(term: str) -> tuple[str, bool]:
 class ItemView:
     """One report as rules see it: field texts extracted lazily, once, and its age at ``now``."""
 
-    __slots__ = ("_texts", "extra_tags", "item", "now")
+    __slots__ = ("_folded", "_texts", "extra_tags", "item", "now")
 
     def __init__(
         self, item: StoredItem, now: datetime | None = None, extra_tags: Iterable[str] = ()
@@ -100,12 +100,20 @@ class ItemView:
         self.now = now
         self.extra_tags = tuple(extra_tags)
         self._texts: dict[str, str] = {}
+        self._folded: dict[str, str] = {}
 
     def text(self, field: str) -> str:
         """The text of one rule field (HTML fields as visible text)."""
         cached = self._texts.get(field)
         if cached is None:
             cached = self._texts[field] = _field_text(self, field)
+        return cached
+
+    def folded(self, field: str) -> str:
+        """``text(field)`` case-folded, for the keyword prefilter."""
+        cached = self._folded.get(field)
+        if cached is None:
+            cached = self._folded[field] = self.text(field).casefold()
         return cached
 
     @property
@@ -201,43 +209,53 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class TextCondition:
-    """``fields`` x (keywords | phrases | regex), folded into one pattern plus the user regex."""
+    """``fields`` x (keywords | phrases | regex): one pattern per term, plus the user regex."""
 
     fields: tuple[str, ...]
     terms: tuple[str, ...]  # labels, index i is named group _t{i} of ``named``
-    pattern: re.Pattern[str] | None  # all terms, no groups (the fast path)
     named: re.Pattern[str] | None  # the same with one named group per term (explanations)
     regex: re.Pattern[str] | None
+    # Per term: a case-folded literal any match of it must contain (its longest word) and the
+    # term's own pattern. Only terms whose literal is in the field are searched for: ``in`` is
+    # far cheaper than one regex of many alternatives over a long body.
+    needles: tuple[tuple[str, re.Pattern[str]], ...] = ()
 
     @classmethod
     def compile(cls, rule: Rule) -> TextCondition | None:
         flags = 0 if rule.case_sensitive else re.IGNORECASE
         labels: list[str] = []
         parts: list[str] = []
+        needles: list[str] = []
         for raw in rule.keywords:
             word, prefix = _keyword(raw)
             if word:
                 labels.append(f"keyword {raw.strip()!r}")
                 parts.append(term_pattern(word, prefix=prefix))
+                needles.append(_needle(word))
         for raw in rule.phrases:
             if raw.strip():
                 labels.append(f"phrase {raw.strip()!r}")
                 parts.append(term_pattern(raw.strip()))
+                needles.append(_needle(raw))
         if not parts and not rule.regex:
             return None
         regex = re.compile(rule.regex, flags) if rule.regex else None
         if not parts:
-            return cls(tuple(rule.fields), (), None, None, regex)
-        pattern = re.compile("|".join(parts), flags)
+            return cls(tuple(rule.fields), (), None, regex)
         named = re.compile("|".join(f"(?P<_t{i}>{p})" for i, p in enumerate(parts)), flags)
-        return cls(tuple(rule.fields), tuple(labels), pattern, named, regex)
+        per_term = tuple(
+            (needle, re.compile(part, flags)) for needle, part in zip(needles, parts, strict=True)
+        )
+        return cls(tuple(rule.fields), tuple(labels), named, regex, per_term)
 
     def test(self, view: ItemView) -> bool:
         """Fast path: does any field match?"""
         for field in self.fields:
             text = view.text(field)
-            if self.pattern is not None and self.pattern.search(text):
-                return True
+            if self.needles:
+                folded = view.folded(field)
+                if any(n in folded and p.search(text) for n, p in self.needles):
+                    return True
             if self.regex is not None and self.regex.search(text):
                 return True
         return False
@@ -269,6 +287,11 @@ class TextCondition:
         if self.regex is not None:
             kinds.append(f"regex {self.regex.pattern!r}")
         return f"{'/'.join(self.fields)}: {', '.join(kinds)}"
+
+
+def _needle(term: str) -> str:
+    """The longest word of a keyword or phrase, case-folded (see ``TextCondition``)."""
+    return max(term.split(), key=len).casefold()
 
 
 def _context(text: str, m: re.Match[str]) -> str:

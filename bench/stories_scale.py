@@ -68,7 +68,6 @@ WORDS = [
 CUM = list(itertools.accumulate(1 / (r + 1) ** 1.05 for r in range(VOCAB)))
 BAND_INDEXES = {
     "ix_story_bands_story_id": "story_bands (story_id)",
-    "ix_story_bands_published_at": "story_bands (published_at)",
 }
 
 

@@ -374,3 +374,21 @@ def test_bad_rules_name_file_key_path_and_problem(tmp_path: Path, rules: str, me
     with pytest.raises(ConfigError, match=message) as info:
         load_settings(path, env={})
     assert str(info.value).startswith(path)
+
+
+@pytest.mark.parametrize(
+    ("term", "kind", "text"),
+    [
+        ("OpenAI", "keywords", "OPENAI ships a model"),  # case folded
+        ("GPU*", "keywords", "new gpus for training"),  # prefix keyword
+        ("英伟达 H20", "phrases", "英伟达H20 出口"),  # optional space next to CJK
+        ("machine learning", "phrases", "Machine\n  Learning at scale"),  # any whitespace
+        ("ſtrasse", "keywords", "STRASSE"),  # long s folds like re.IGNORECASE does
+    ],
+)
+def test_the_literal_prefilter_never_hides_a_match(term: str, kind: str, text: str) -> None:
+    """Rules look for a term's longest word with ``in`` before running its regex; that
+    shortcut must accept everything the regex accepts."""
+    rule = Rule(fields=("title",), **{kind: (term,)})
+    assert hit(rule, make_stored(1, title=text))
+    assert not hit(rule, make_stored(2, title="nothing relevant here"))

@@ -36,11 +36,11 @@ from sqlalchemy import (
     update,
 )
 
-from aggregator.model import Card, StoredItem, StoryRecord
+from aggregator.model import Card, StoryRecord
 from aggregator.store.cards import card_from_json, card_to_json
 from aggregator.store.db import storage_errors, write_options
-from aggregator.store.repo import _ITEM_COLUMNS, _chunks, _insert, _stored_item
-from aggregator.store.schema import enrichments, items, llm_usage, sources, stories
+from aggregator.store.repo import _insert, story_items
+from aggregator.store.schema import enrichments, items, llm_usage, stories
 
 #: LLM states: ``off`` (made while the LLM backend was off), ``pending`` (to do), ``ok``,
 #: ``error`` (failed, retried at ``llm_next_attempt_at``), ``failed`` (gave up until the input
@@ -193,16 +193,7 @@ class EnrichmentStore:
             query = query.where(st.c.updated_at >= since)
         with self._read("read enrichment candidates") as conn:
             rows = list(conn.execute(query))
-            by_story: dict[int, list[StoredItem]] = {r.id: [] for r in rows}
-            for chunk in _chunks(by_story):
-                item_query = (
-                    select(*_ITEM_COLUMNS)
-                    .join(sources, sources.c.id == items.c.source_id)
-                    .where(items.c.story_id.in_(chunk))
-                    .order_by(items.c.published_at, items.c.collected_at, items.c.id)
-                )
-                for r in conn.execute(item_query):
-                    by_story[r.story_id].append(_stored_item(r))
+            by_story = story_items(conn, [r.id for r in rows])
         out: list[Candidate] = []
         for r in rows:
             story = StoryRecord(

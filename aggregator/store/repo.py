@@ -184,6 +184,21 @@ _ITEM_COLUMNS = (
 )
 
 
+def story_items(conn: Connection, story_ids: Sequence[int]) -> dict[int, list[StoredItem]]:
+    """Every report of each of ``story_ids``, oldest first (one query per chunk of ids)."""
+    by_story: dict[int, list[StoredItem]] = {sid: [] for sid in story_ids}
+    for chunk in _chunks(by_story):
+        query = (
+            select(*_ITEM_COLUMNS)
+            .join(sources, sources.c.id == items.c.source_id)
+            .where(items.c.story_id.in_(chunk))
+            .order_by(items.c.published_at, items.c.collected_at, items.c.id)
+        )
+        for r in conn.execute(query):
+            by_story[r.story_id].append(_stored_item(r))
+    return by_story
+
+
 def _stored_item(row: Row[Any, *tuple[Any, ...]]) -> StoredItem:
     """Map an items-join-sources row to ``StoredItem``."""
     m = row._mapping
@@ -913,16 +928,7 @@ class Repository:
         )
         with self._read("read recent stories") as conn:
             story_rows = list(conn.execute(story_query))
-            by_story: dict[int, list[StoredItem]] = {r.id: [] for r in story_rows}
-            for chunk in _chunks(by_story):
-                item_query = (
-                    select(*_ITEM_COLUMNS)
-                    .join(sources, sources.c.id == items.c.source_id)
-                    .where(items.c.story_id.in_(chunk))
-                    .order_by(items.c.published_at, items.c.collected_at, items.c.id)
-                )
-                for r in conn.execute(item_query):
-                    by_story[r.story_id].append(_stored_item(r))
+            by_story = story_items(conn, [r.id for r in story_rows])
             cards = cards_for(conn, by_story)
         return [
             StoryRecord(

@@ -114,6 +114,23 @@ def write_options() -> dict[str, Any]:
     return {WRITE_OPTION: True}
 
 
+@contextmanager
+def write_transaction(engine: Engine, what: str) -> Iterator[Connection]:
+    """One write transaction (``BEGIN IMMEDIATE`` on SQLite); errors become ``StorageError``."""
+    with storage_errors(engine, what), engine.connect() as conn:
+        conn.execution_options(**write_options())
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_connection(engine: Engine, what: str) -> Iterator[Connection]:
+    """One connection for reads (its implicit transaction ends with it); errors become
+    ``StorageError``."""
+    with storage_errors(engine, what), engine.connect() as conn:
+        yield conn
+
+
 def alembic_config(connection: Connection | None = None) -> Config:
     """Build the Alembic configuration in code; ``connection`` is handed to ``env.py``."""
     from alembic.config import Config

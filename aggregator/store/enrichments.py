@@ -38,7 +38,7 @@ from sqlalchemy import (
 
 from aggregator.model import Card, StoryRecord
 from aggregator.store.cards import card_from_json, card_to_json
-from aggregator.store.db import storage_errors, write_options
+from aggregator.store.db import read_connection, write_transaction
 from aggregator.store.repo import _insert, story_items
 from aggregator.store.schema import enrichments, items, llm_usage, stories
 
@@ -148,14 +148,12 @@ class EnrichmentStore:
 
     @contextmanager
     def _write(self, what: str) -> Iterator[Connection]:
-        with storage_errors(self._engine, what), self._engine.connect() as conn:
-            conn.execution_options(**write_options())
-            with conn.begin():
-                yield conn
+        with write_transaction(self._engine, what) as conn:
+            yield conn
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
-        with storage_errors(self._engine, what), self._engine.connect() as conn:
+        with read_connection(self._engine, what) as conn:
             yield conn
 
     # ------------------------------------------------------------------ cards

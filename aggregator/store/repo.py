@@ -65,7 +65,7 @@ from aggregator.model import (
 )
 from aggregator.settings import SourceConfig
 from aggregator.store.cards import cards_for
-from aggregator.store.db import storage_errors, write_options
+from aggregator.store.db import read_connection, write_transaction
 from aggregator.store.schema import UTCDateTime, items, snapshots, sources, stories, tombstones
 
 log = logging.getLogger(__name__)
@@ -543,15 +543,13 @@ class Repository:
     @contextmanager
     def _write(self, what: str) -> Iterator[Connection]:
         """One write transaction (``BEGIN IMMEDIATE`` on SQLite); errors become StorageError."""
-        with storage_errors(self._engine, what), self._engine.connect() as conn:
-            conn.execution_options(**write_options())
-            with conn.begin():
-                yield conn
+        with write_transaction(self._engine, what) as conn:
+            yield conn
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Connection]:
         """One read transaction; errors become StorageError."""
-        with storage_errors(self._engine, what), self._engine.connect() as conn:
+        with read_connection(self._engine, what) as conn:
             yield conn
 
     # ------------------------------------------------------------------ sources

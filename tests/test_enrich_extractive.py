@@ -215,3 +215,20 @@ def test_extractive_card_fields() -> None:
     assert card.tags[0] == "Xiaomi"
     assert card.generated_at == NOW and card.input_hash == card_input(story(lead)).hash
     assert card.what_changed == "" and card.key_takeaways == () and card.model is None
+
+
+def test_sentence_initial_capitals_and_plural_weekdays_are_not_tags() -> None:
+    """ "Library" only starts sentences and "Sundays" is a weekday: neither names anything;
+    a word also capitalised mid-sentence is kept."""
+    from aggregator.enrich.tags import extract_tags
+
+    tags = extract_tags(
+        "Library extends weekend opening hours",
+        "The central library will open on Sundays. Library staff agreed with Westfield Council.",
+    )
+    assert "Library" not in tags and "Sundays" not in tags
+    assert "Westfield Council" in tags
+    # sentence-initial but also written capitalised mid-sentence: a name
+    assert extract_tags(
+        "Cluster news", "Kubernetes 1.31 is out. Teams running Kubernetes should upgrade."
+    ) == ("Kubernetes 1.31",)

@@ -30,6 +30,7 @@ _WORD = r"(?:[A-Z][A-Za-z0-9]*|[a-z]{1,2}[A-Z][A-Za-z0-9]*)(?:[.+\-][A-Za-z0-9]+
 _VERSION = r"(?:\d+(?:\.\d+)*[A-Za-z]{0,3})"
 _NAME = re.compile(rf"(?<![\w.])({_WORD}(?: (?:{_WORD}|{_VERSION}))*)(?![\w])")
 _TITLE_WORD = re.compile(rf"(?<![\w.]){_WORD}(?: {_VERSION})?(?!\w)")
+_SENTENCE_START = re.compile(r"(?:^|[.!?。！？:;]\s*|\n\s*)$")
 _BOOK = re.compile(r"《([^《》]{1,30})》")
 _QUOTED = re.compile(rf"“([{CJK}A-Za-z0-9 ]{{2,12}})”")
 _STOP_WORDS = """a an the this that these those it its in on at for with and but or as by from to
@@ -103,13 +104,23 @@ def _absorb_versions(
 
 
 def _latin_names(text: str) -> list[str]:
+    """Capitalised runs of ``text``. A single word that is capitalised only where a sentence
+    starts ("Library extends ...") says nothing about being a name and is left out, as are
+    plurals of function words ("Sundays")."""
     out: list[str] = []
+    initial_only: dict[str, bool] = {}
     for match in _NAME.finditer(text):
         name = _trim(match.group(1))
-        if len(name) < 2 or name.lower() in _STOP or re.fullmatch(_VERSION, name):
+        low = name.lower()
+        if len(name) < 2 or low in _STOP or low.removesuffix("s") in _STOP:
             continue
+        if re.fullmatch(_VERSION, name):
+            continue
+        if " " not in name and name[1:].islower():
+            starts = _SENTENCE_START.search(text[: match.start(1)]) is not None
+            initial_only[name] = initial_only.get(name, True) and starts
         out.append(name)
-    return out
+    return [n for n in out if not initial_only.get(n, False)]
 
 
 def _entities(text: str) -> list[str]:

@@ -116,9 +116,20 @@ class Runner:
         """One enrichment pass; a failed pass is logged and the next one runs as usual."""
         assert self.enricher is not None
         try:
-            await self.enricher.run_once()
+            report = await self.enricher.run_once()
         except Exception:
             log.exception("enrichment pass failed")
+            return
+        metrics = self.pipeline.metrics
+        if metrics is not None:
+            for outcome, count in (
+                ("extractive", report.cards),
+                ("llm", report.llm_cards),
+                ("llm_failed", report.llm_failed),
+                ("over_budget", report.over_budget),
+            ):
+                if count:
+                    metrics.enrichments.labels(outcome=outcome).inc(count)
 
     def start(self) -> None:
         self.scheduler.start()

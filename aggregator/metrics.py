@@ -39,6 +39,7 @@ class Metrics:
     next_due_lag_seconds: Gauge  # aggregator_next_due_lag_seconds
     export_renders: Counter  # aggregator_export_renders_total{edition,format}
     http_requests: Counter  # aggregator_http_requests_total{route,status}
+    enrichments: Counter  # aggregator_enrichments_total{outcome}
 
     def render(self) -> bytes:
         """The registry in the Prometheus text exposition format."""
@@ -98,6 +99,14 @@ def build_metrics() -> Metrics:
             "http_requests_total",
             "HTTP requests served, by route template and status code.",
             ["route", "status"],
+            namespace=ns,
+            registry=registry,
+        ),
+        enrichments=Counter(
+            "enrichments_total",
+            "Story cards by outcome: extractive and llm cards made, llm_failed calls,"
+            " over_budget calls not made.",
+            ["outcome"],
             namespace=ns,
             registry=registry,
         ),

@@ -18,6 +18,7 @@ from aggregator.config import load_settings
 from aggregator.daemon import Runner
 from aggregator.enrich.worker import open_enricher
 from aggregator.errors import ConfigError
+from aggregator.metrics import build_metrics
 from aggregator.store import Repository, make_engine
 from tests.clirun import run_cli
 from tests.llmserver import LLMServer
@@ -81,6 +82,9 @@ def test_enrich_defaults_and_environment(tmp_path: Path) -> None:
     assert shipped.enrich.enabled and not shipped.enrich.llm_enabled
 
 
+LLM_COUNTED = b'aggregator_enrichments_total{outcome="llm"} 3.0'
+
+
 async def test_the_daemon_runs_enrichment_as_its_own_scheduled_job(tmp_path: Path) -> None:
     with FeedServer() as feeds, LLMServer() as llm:
         feeds.serve("/feed.xml", rss(3), content_type="application/rss+xml")
@@ -88,7 +92,8 @@ async def test_the_daemon_runs_enrichment_as_its_own_scheduled_job(tmp_path: Pat
                  "llm_enabled = true", f'llm_base_url = "{llm.base_url}"', 'llm_model = "m"',
                  "timeout = 2"]  # fmt: skip
         settings = load_settings(str(config(tmp_path, *lines, feed=feeds.url("/feed.xml"))), {})
-        async with open_pipeline(settings, workers=0) as pipeline:
+        metrics = build_metrics()
+        async with open_pipeline(settings, workers=0, metrics=metrics) as pipeline:
             rerender = lambda: pipeline.run_in_db(pipeline.render_editions)  # noqa: E731
             async with open_enricher(
                 settings, pipeline.repo.engine, clock=pipeline.clock, rerender=rerender
@@ -107,13 +112,15 @@ async def test_the_daemon_runs_enrichment_as_its_own_scheduled_job(tmp_path: Pat
                             items = json.loads(snap.body)["items"]
                             cards = [(it["_aggregator"].get("card") or {}).get("backend")
                                      for it in items]  # fmt: skip
-                            if cards == ["llm"] * 3:
+                            counted = LLM_COUNTED in metrics.render()
+                            if cards == ["llm"] * 3 and counted:
                                 break
                         await asyncio.sleep(0.05)
                 finally:
                     await runner.stop()
     assert cards == ["llm"] * 3
     assert llm.calls() == 3  # once per story, however many passes ran
+    assert LLM_COUNTED in metrics.render()  # /metrics: aggregator_enrichments_total
 
 
 def test_enrich_command_runs_one_pass(tmp_path: Path) -> None:

@@ -25,8 +25,11 @@ from datetime import datetime
 from urllib.parse import urlsplit
 
 from aggregator.dedupe.identity import item_keys
+from aggregator.entrycache import CachedEntry, EntryCache
+from aggregator.entrycache import build as build_cache
+from aggregator.entrycache import load as load_cache
 from aggregator.errors import ParseError
-from aggregator.model import Item, ParsedFeed
+from aggregator.model import Item, ParsedEntry, ParsedFeed
 from aggregator.normalize import entry_identity, normalize_entry
 from aggregator.parse import parse_feed
 from aggregator.schedule import mean_gap_seconds
@@ -44,6 +47,7 @@ class Ingested:
     error: str | None = None
     skipped: int = 0  # entries that could not be normalized
     stubs: frozenset[int] = frozenset()  # indexes of ``items`` that are identity-only stubs
+    cache: bytes | None = None  # the source's new entry cache (``aggregator.entrycache``)
 
 
 def stored_digest(item_key: str, content_hash: str) -> bytes:
@@ -63,6 +67,18 @@ def _unpack(known: bytes | None) -> frozenset[bytes]:
     return frozenset(known[i : i + DIGEST_BYTES] for i in range(0, len(known), DIGEST_BYTES))
 
 
+def _parse(
+    body: bytes, headers: Mapping[str, str], url: str, cache: EntryCache | None
+) -> ParsedFeed:
+    """``parse_feed``, skipping the spans ``cache`` knows when it still applies."""
+    if cache is None:
+        return parse_feed(body, headers, url)
+    feed = parse_feed(body, headers, url, cache.entries)
+    if feed.dropped and feed.link != cache.link:
+        return parse_feed(body, headers, url)  # relative links would resolve differently now
+    return feed
+
+
 def ingest(
     body: bytes,
     headers: Mapping[str, str],
@@ -70,71 +86,111 @@ def ingest(
     default_language: str | None,
     now: datetime,
     known: bytes | None = None,
+    cache: bytes | None = None,
 ) -> Ingested:
     """Parse ``body`` and normalize every entry; failures are values, not exceptions.
 
     ``known`` (``pack_digests`` of ``stored_digest`` values) lets entries stored unchanged come
-    back as stubs; without it every entry is normalized in full.
+    back as stubs; ``cache`` (the source's ``Ingested.cache`` from its last body) lets their
+    raw spans skip even feedparser. Without either, every entry is normalized in full.
     """
+    entry_cache = load_cache(cache)
     try:
-        feed = parse_feed(body, headers, url)
+        feed = _parse(body, headers, url, entry_cache)
     except ParseError as exc:
         return Ingested(None, (), None, error=str(exc))
     except Exception as exc:  # a parser bug on hostile input must not kill the tick
         return Ingested(None, (), None, error=f"unexpected parser failure: {exc!r}"[:500])
-    stubs = _known_stubs(feed, url, _unpack(known))
+    slots = _slots(feed, entry_cache)
+    stubs = _known_stubs(slots, feed, url, _unpack(known))
     items: list[Item] = []
+    dates: list[datetime | None] = []
     stub_index: set[int] = set()
     skipped = 0
-    for position, entry in enumerate(feed.entries):
+    all_dates = [_slot_date(slot) for slot in slots]
+    for position, slot in enumerate(slots):
         stub = stubs.get(position)
         if stub is not None:
             stub_index.add(len(items))
             items.append(stub)
+            dates.append(all_dates[position])
             continue
+        assert isinstance(slot, ParsedEntry)  # every cut-out slot has a stub
         try:
             items.append(
                 normalize_entry(
-                    entry, feed, feed_url=url, default_language=default_language, now=now
+                    slot, feed, feed_url=url, default_language=default_language, now=now
                 )
             )
+            dates.append(all_dates[position])
         except Exception:  # one bad entry must not lose the others
             skipped += 1
-    gap = mean_gap_seconds([e.published or e.updated for e in feed.entries], now=now)
+    gap = mean_gap_seconds(all_dates, now=now)
+    new_cache = None
+    if feed.entry_digests and not skipped:
+        new_cache = build_cache(feed.link, feed.entry_digests, items, dates)
     items = keep_distinguishing_fragments(items)
     return Ingested(
-        dataclasses.replace(feed, entries=()),
+        dataclasses.replace(feed, entries=(), entry_digests=(), dropped=()),
         tuple(items),
         gap,
         skipped=skipped,
         stubs=frozenset(stub_index),
+        cache=new_cache,
     )
 
 
-def _known_stubs(feed: ParsedFeed, url: str, known: frozenset[bytes]) -> dict[int, Item]:
-    """Identity stubs of the entries whose (key, content hash) digest is in ``known``.
+def _slot_date(slot: ParsedEntry | CachedEntry) -> datetime | None:
+    """The date an entry counts with in the posting rate."""
+    if isinstance(slot, CachedEntry):
+        return slot.date
+    return slot.published or slot.updated
+
+
+def _slots(feed: ParsedFeed, cache: EntryCache | None) -> list[ParsedEntry | CachedEntry]:
+    """Every entry of the body in document order: parsed, or (cut out) as the cache knows it."""
+    if not feed.dropped or cache is None:
+        return list(feed.entries)
+    dropped = set(feed.dropped)
+    parsed = iter(feed.entries)
+    return [
+        cache.entries[digest] if position in dropped else next(parsed)
+        for position, digest in enumerate(feed.entry_digests)
+    ]
+
+
+def _known_stubs(
+    slots: Sequence[ParsedEntry | CachedEntry], feed: ParsedFeed, url: str, known: frozenset[bytes]
+) -> dict[int, Item]:
+    """Identity stubs of the entries cut out before parsing, and of the parsed entries whose
+    (key, content hash) digest is in ``known``.
 
     Keys depend on the whole batch (repeated GUIDs, fragments), so every entry's identity is
-    computed; if any entry has none (no title of its own) or fails, nothing is stubbed and the
-    body is normalized in full, exactly as without ``known``.
+    computed; if a parsed entry has none (no title of its own) or fails, only the cut-out
+    entries are stubbed and the parsed ones are normalized in full, exactly as without
+    ``known``.
     """
-    if not known or not feed.entries:
-        return {}
+    cut = {p: s.stub() for p, s in enumerate(slots) if isinstance(s, CachedEntry)}
+    if not known or len(cut) == len(slots):
+        return cut
     identities: list[Item] = []
-    for entry in feed.entries:
+    for position, slot in enumerate(slots):
+        if isinstance(slot, CachedEntry):
+            identities.append(cut[position])
+            continue
         try:
-            identity = entry_identity(entry, feed, feed_url=url)
+            identity = entry_identity(slot, feed, feed_url=url)
         except Exception:
-            return {}
+            return cut
         if identity is None:
-            return {}
+            return cut
         identities.append(identity)
     adjusted = keep_distinguishing_fragments(identities)
     keys = item_keys(adjusted)
     return {
         position: identities[position]
         for position, (key, item) in enumerate(zip(keys, adjusted, strict=True))
-        if stored_digest(key, item.content_hash) in known
+        if position in cut or stored_digest(key, item.content_hash) in known
     }
 
 

@@ -118,6 +118,11 @@ class ParsedFeed:
     skip_hours: frozenset[int] = frozenset()
     skip_days: frozenset[str] = frozenset()  # English day names, e.g. "Sunday"
     warning: str | None = None  # parser complaint that did not stop it (bozo)
+    # ``aggregator.entrycache``: digests of every entry span of the body in document order
+    # (empty when it could not be split), and the positions among them that were cut out
+    # before parsing (their entries are not in ``entries``)
+    entry_digests: tuple[bytes, ...] = ()
+    dropped: tuple[int, ...] = ()
 
 
 # --------------------------------------------------------------------------- normalize
@@ -192,6 +197,7 @@ class UpdatePlan:
     source_id: int
     source_update: SourceUpdate
     intents: tuple[ItemIntent, ...] = ()
+    entry_cache: bytes | None = None  # the source's new entry cache, when the body gave one
 
 
 @dataclass(frozen=True, slots=True)

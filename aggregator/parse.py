@@ -28,7 +28,7 @@ import io
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
@@ -40,6 +40,7 @@ import feedparser.namespaces._base
 import feedparser.urls
 
 from aggregator.charset import repair_encoding
+from aggregator.entrycache import split_entries, without
 from aggregator.errors import ParseError
 from aggregator.model import ParsedEntry, ParsedFeed
 from aggregator.sanitize import html_to_text, strip_markup
@@ -504,16 +505,16 @@ def _describe_failure(result: Mapping[str, Any], body: bytes) -> str:
     return "the body is not a feed (no RSS, Atom or RDF root element and no entries)"
 
 
-def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
-    _install_speedups()
-    body, headers = repair_encoding(body, headers)
-    _check_entities(body)
-    location = headers.get("content-location")
-    doc_base = urljoin(url, location) if location else url
-    fp_headers = dict(headers)
-    fp_headers["content-location"] = doc_base
+def _ill_formed(result: Mapping[str, Any]) -> bool:
+    """Whether feedparser found the document ill-formed (a non-XML Content-Type alone is not)."""
+    return bool(result.get("bozo")) and not isinstance(
+        result.get("bozo_exception"), feedparser.NonXMLContentType
+    )
+
+
+def _feedparse(body: bytes, fp_headers: dict[str, str]) -> Any:
     try:
-        result = feedparser.parse(
+        return feedparser.parse(
             io.BytesIO(body),
             response_headers=fp_headers,
             sanitize_html=False,
@@ -521,6 +522,28 @@ def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
         )
     except (Exception, RecursionError) as exc:  # feedparser is the boundary: map everything
         raise ParseError(f"feedparser failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _parse_xml(
+    body: bytes, headers: dict[str, str], url: str, skip: Container[bytes] | None = None
+) -> ParsedFeed:
+    _install_speedups()
+    body, headers = repair_encoding(body, headers)
+    _check_entities(body)
+    location = headers.get("content-location")
+    doc_base = urljoin(url, location) if location else url
+    fp_headers = dict(headers)
+    fp_headers["content-location"] = doc_base
+    spans = split_entries(body, url, headers.get("content-type", ""))
+    drop = [i for i, d in enumerate(spans.digests) if d in skip] if spans and skip else []
+    result = None
+    if spans is not None and drop:
+        result = _feedparse(without(body, spans.spans, drop), fp_headers)
+        kept = len(spans.spans) - len(drop)
+        if _ill_formed(result) or len(result.get("entries") or ()) != kept:
+            result, drop = None, []  # the cut did not parse as expected: parse it all
+    if result is None:
+        result = _feedparse(body, fp_headers)
     version = result.get("version") or ""
     entries = result.get("entries") or []
     if not version and not entries:
@@ -531,12 +554,16 @@ def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
     )
     warning = None
     bozo = result.get("bozo_exception")
-    if result.get("bozo") and not isinstance(bozo, feedparser.NonXMLContentType):
+    if _ill_formed(result):
         warning = f"{type(bozo).__name__}: {bozo}" if bozo is not None else "ill-formed feed"
     skip_hours, skip_days = (
         _skip_hints(body) if version.startswith("rss") else (frozenset(), frozenset())
     )
     link = _text(feed.get("link"))
+    # the spans are only worth remembering when they are exactly the parsed entries
+    countable = (
+        spans is not None and warning is None and len(entries) + len(drop) == len(spans.spans)
+    )
     return ParsedFeed(
         format=version or "unknown",
         title=_plain(feed.get("title_detail")),
@@ -547,6 +574,8 @@ def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
         skip_hours=skip_hours,
         skip_days=skip_days,
         warning=warning,
+        entry_digests=spans.digests if spans is not None and countable else (),
+        dropped=tuple(drop) if countable else (),
     )
 
 
@@ -639,8 +668,13 @@ def _is_json(body: bytes, content_type: str) -> bool:
     return "json" in content_type.lower() and not start.startswith(b"<")
 
 
-def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
+def parse_feed(
+    body: bytes, headers: Mapping[str, str], url: str, skip: Container[bytes] | None = None
+) -> ParsedFeed:
     """Parse a fetched body into a ``ParsedFeed``.
+
+    ``skip``: digests of entry spans (``aggregator.entrycache``) not to parse; an RSS/Atom
+    body's spans with those digests are cut out first and listed in ``ParsedFeed.dropped``.
 
     ``headers`` are the HTTP response headers (any case); ``url`` is the final URL the body came
     from, used as the base for relative links. Raises ``ParseError`` when the body is not a
@@ -653,4 +687,4 @@ def parse_feed(body: bytes, headers: Mapping[str, str], url: str) -> ParsedFeed:
     lowered = {k.lower(): v for k, v in headers.items()}
     if _is_json(body, lowered.get("content-type", "")):
         return _parse_json(body, url)
-    return _parse_xml(body, lowered, url)
+    return _parse_xml(body, lowered, url, skip)

@@ -14,8 +14,10 @@ What keeps a run cheap (``bench/README.md`` has the numbers):
 * plans that change only a source's poll state (a 304, an unchanged body, a failure) are
   written together, one transaction per batch (``Repository.write_source_states``), not one
   each: whatever arrived while the previous batch was being written forms the next one;
-* a body whose hash did not change is not parsed; in a changed body, entries stored unchanged
-  are recognised from their key and content hash and skip sanitizing (``ingest(known=...)``);
+* a body whose hash did not change is not parsed; in a changed body, entries whose raw bytes
+  the source's entry cache knows are cut out before feedparser runs (``aggregator.entrycache``),
+  and parsed entries stored unchanged are recognised from their key and content hash and skip
+  sanitizing (``ingest(known=..., cache=...)``);
 * one log line per source only at DEBUG (failures at INFO); one summary line per run at INFO;
 * a one-shot poll (``keep_workers=False``) stops the parse workers before rendering.
 """
@@ -23,6 +25,7 @@ What keeps a run cheap (``bench/README.md`` has the numbers):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import random
@@ -502,15 +505,17 @@ class Pipeline:
                 parse_error=None, body_hash=body_hash, now=now, settings=settings, rng=rng,
                 unchanged=True,
             )  # fmt: skip
-        known = await self._in_read(self._known_digests, source.id)
-        ingested = await self._ingest(result, source, now, known)
+        known, cache = await self._in_read(self._known_entries, source.id)
+        ingested = await self._ingest(result, source, now, known, cache)
         # no known digest: the source has no stored item, so none can match by key or URL
         plan = await self._plan_items(source, result, ingested, body_hash, now, known is not None)
         if ingested.stubs and _writes_stub(plan, ingested):
-            # a stored digest was stale (or collided): this body needs every entry in full
+            # a stored digest or cached span was stale (or collided): parse every entry in full
             log.debug("source %s: re-ingesting without known entries", source.key)
-            ingested = await self._ingest(result, source, now, None)
+            ingested = await self._ingest(result, source, now)
             plan = await self._plan_items(source, result, ingested, body_hash, now)
+        if ingested.cache is not None and plan.source_update.status == "ok":
+            plan = dataclasses.replace(plan, entry_cache=ingested.cache)
         return plan
 
     async def _plan_items(
@@ -540,16 +545,27 @@ class Pipeline:
             body_hash=body_hash, now=now, settings=settings, rng=rng,
         )  # fmt: skip
 
-    def _known_digests(self, source_id: int) -> bytes | None:
-        """Digests of the source's recent stored (key, content hash) pairs (``ingest(known=)``)."""
+    def _known_entries(self, source_id: int) -> tuple[bytes | None, bytes | None]:
+        """Digests of the source's recent stored (key, content hash) pairs, and its entry
+        cache (``ingest(known=, cache=)``)."""
         pairs = self.repo.recent_item_hashes(source_id, KNOWN_ITEMS)
-        return pack_digests([stored_digest(k, h) for k, h in pairs]) if pairs else None
+        if not pairs:
+            return None, None
+        known = pack_digests([stored_digest(k, h) for k, h in pairs])
+        return known, self.repo.entry_cache(source_id)
 
     async def _ingest(
-        self, result: Fetched, source: SourceState, now: datetime, known: bytes | None = None
+        self,
+        result: Fetched,
+        source: SourceState,
+        now: datetime,
+        known: bytes | None = None,
+        cache: bytes | None = None,
     ) -> Ingested:
         if self.parse_executor is None:
-            return ingest(result.body, result.headers, result.url, source.language, now, known)
+            return ingest(
+                result.body, result.headers, result.url, source.language, now, known, cache
+            )
         pool = self.parse_executor
         if isinstance(pool, LazyProcessPool) and not pool.started:
             # starting the workers blocks for a moment: do it off the event loop, once
@@ -566,6 +582,7 @@ class Pipeline:
             source.language,
             now,
             known,
+            cache,
         )
 
     async def _record_crash(self, source: SourceState, error: str) -> None:

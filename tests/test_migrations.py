@@ -15,8 +15,9 @@ from aggregator.store.schema import metadata
 
 def test_history_is_linear_with_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0006"]
+    assert script.get_heads() == ["0007"]
     assert [r.revision for r in script.walk_revisions()] == [
+        "0007",
         "0006",
         "0005",
         "0004",

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import pytest
 from sqlalchemy import select
 
+from aggregator import parse as parse_module
 from aggregator.app import open_pipeline
 from aggregator.config import load_settings
 from aggregator.ingest import Ingested, ingest, pack_digests, stored_digest
@@ -142,9 +143,19 @@ class StaleKnowledge(Pipeline):
     body = b""
     url = ""
 
-    def _known_digests(self, source_id: int) -> bytes | None:
+    def _known_entries(self, source_id: int) -> tuple[bytes | None, bytes | None]:
         got = ingest(self.body, {}, self.url, None, datetime.now(UTC))
-        return pack_digests([stored_digest(k, it.content_hash) for k, it in keyed_items(got.items)])
+        pairs = keyed_items(got.items)
+        return pack_digests([stored_digest(k, it.content_hash) for k, it in pairs]), None
+
+
+class StaleCache(StaleKnowledge):
+    """Hands over an entry cache of the served feed although none of its items is stored."""
+
+    def _known_entries(self, source_id: int) -> tuple[bytes | None, bytes | None]:
+        headers = {"content-type": "application/rss+xml; charset=utf-8"}  # as served
+        got = ingest(self.body, headers, self.url, None, datetime.now(UTC))
+        return None, got.cache
 
 
 async def test_stale_digests_fall_back_to_full_entries(tmp_path: Path, db_url: str) -> None:
@@ -168,6 +179,58 @@ async def test_stale_digests_fall_back_to_full_entries(tmp_path: Path, db_url: s
     assert report.new == 2
     assert [len(r.stubs) for r in recorder.results] == [2, 0]  # stubs first, then in full
     assert "one" in html["a"] and "two" in html["b"]
+
+
+async def test_stale_entry_cache_falls_back_to_full_entries(tmp_path: Path, db_url: str) -> None:
+    body = rss(("a", "one"), ("b", "two"))
+    recorder = Recording()
+    with FeedServer() as server:
+        server.serve("/f.xml", body)
+        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(settings, workers=0) as pipeline:
+            stale = StaleCache(
+                settings, pipeline.repo, pipeline.fetcher, clock=pipeline.clock, owner="t"
+            )
+            stale.body, stale.url = body, server.url("/f.xml")
+            stale.parse_executor = recorder
+            try:
+                report = await stale.poll_all()
+            finally:
+                stale.close()
+            html = stored(pipeline)
+    recorder.shutdown()
+    assert report.new == 2
+    assert [len(r.stubs) for r in recorder.results] == [2, 0]  # cut out first, then in full
+    assert "one" in html["a"] and "two" in html["b"]
+
+
+async def test_changed_feed_parses_only_its_new_and_edited_entries(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[int] = []
+    real = parse_module._feedparse
+
+    def counting(body: bytes, headers: dict[str, str]) -> Any:
+        result = real(body, headers)
+        parsed.append(len(result.get("entries") or ()))
+        return result
+
+    monkeypatch.setattr(parse_module, "_feedparse", counting)
+    entries = [(f"e{i}", f"body {i}") for i in range(20)]
+    with FeedServer() as server:
+        server.serve("/f.xml", rss(*entries))
+        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(settings, workers=0) as pipeline:
+            first = await pipeline.poll_all()
+            edited = [("new", "fresh"), *entries[:5], ("e5", "EDITED"), *entries[6:]]
+            server.serve("/f.xml", rss(*edited))
+            second = await pipeline.poll_all()
+            third = await pipeline.poll_all()  # 304: nothing parsed
+            html = stored(pipeline)
+    assert (first.new, second.new, second.updated, third.new) == (20, 1, 1, 0)
+    assert parsed == [20, 2]  # the second body: only the new and the edited entry
+    assert "EDITED" in html["e5"] and "fresh" in html["new"] and "body 7" in html["e7"]
+    assert len(html) == 21
 
 
 async def test_not_modified_sources_are_written_in_batches(tmp_path: Path, db_url: str) -> None:

@@ -66,6 +66,7 @@ from aggregator.model import (
 from aggregator.settings import SourceConfig
 from aggregator.store.cards import cards_for
 from aggregator.store.db import read_connection, write_transaction
+from aggregator.store.entrycaches import read_entry_cache, write_entry_caches
 from aggregator.store.schema import UTCDateTime, items, snapshots, sources, stories, tombstones
 
 log = logging.getLogger(__name__)
@@ -842,6 +843,8 @@ class Repository:
                     plan.source_id,
                     owner,
                 )
+            if plan.entry_cache is not None:
+                write_entry_caches(conn, [(plan.source_id, plan.entry_cache)])
             if not plan.intents:
                 return ApplyResult()
             result = _apply_items(conn, sql, plan.source_id, source_key, plan.intents, now)
@@ -888,7 +891,14 @@ class Repository:
                 written.append(ok)
             if writable:
                 conn.execute(sql.state_update, list(writable.values()))
+            caches = {p.source_id: p.entry_cache for p in plans if p.entry_cache is not None}
+            write_entry_caches(conn, [(i, c) for i, c in caches.items() if i in writable])
         return written
+
+    def entry_cache(self, source_id: int) -> bytes | None:
+        """The source's entry cache (``aggregator.entrycache``), or None."""
+        with self._read("read entry cache") as conn:
+            return read_entry_cache(conn, source_id)
 
     def recent_item_hashes(self, source_id: int, limit: int) -> list[tuple[str, str]]:
         """``(item_key, content_hash)`` of the ``limit`` most recently inserted items of a source

@@ -243,3 +243,14 @@ recaps = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_recaps_edition_published_at", "edition", "published_at"),
 )
+
+# Entry caches (migration 0007, ``aggregator.store.entrycaches``): per source, the digests of
+# the raw entry spans of its last parsed body and the identity each became
+# (``aggregator.entrycache``), so a changed body's unchanged entries skip the parser. Losing a
+# row only costs one full parse.
+entry_caches = Table(
+    "entry_caches",
+    metadata,
+    Column("source_id", Id, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)

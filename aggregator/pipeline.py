@@ -56,7 +56,9 @@ from aggregator.model import (
 from aggregator.parsepool import LazyProcessPool
 from aggregator.plan import answered, build_plan, is_network_failure, keyed_items
 from aggregator.publish import render_all, story_window
+from aggregator.related import TEXT_KEYS
 from aggregator.settings import Settings
+from aggregator.store import relatedkeys
 from aggregator.store.matching import MatchAfterApply
 from aggregator.store.recaps import RecapStore
 from aggregator.store.repo import Repository
@@ -639,6 +641,7 @@ def render_stored(settings: Settings, repo: Repository, now: datetime) -> list[S
     days, count = story_window(settings.editions)
     stories = repo.recent_stories(now - timedelta(days=days), count)
     recaps = RecapStore(repo.engine).latest([e.name for e in settings.editions])
+    relatedkeys.preload(repo.engine, TEXT_KEYS, stories)
     snaps = render_all(
         settings.editions, stories, base_url=settings.server.base_url, now=now, recaps=recaps
     )
@@ -649,4 +652,5 @@ def render_stored(settings: Settings, repo: Repository, now: datetime) -> list[S
             changed.append(snap)
     if changed:
         repo.save_snapshots(changed)
+    relatedkeys.persist(repo.engine, TEXT_KEYS, now)
     return changed

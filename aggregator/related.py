@@ -24,13 +24,15 @@ headlines: 0.3 s cold, 0.06 s warm).
 
 from __future__ import annotations
 
+import hashlib
 import heapq
+import json
 import re
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
 from aggregator.curate import choose_lead, published_of
 from aggregator.dedupe.aliases import default_aliases
@@ -101,17 +103,104 @@ def _text_keys(text: str) -> _TextKeys:
 def _found(story: StoryRecord) -> _TextKeys:
     """The keys of a story's text: titles of every report, then the head of the lead's summary.
 
-    Cached on the raw inputs, so a render that sees mostly the same stories as the last one
-    neither strips their HTML nor tokenizes them again.
+    Cached on the raw inputs (``TEXT_KEYS``), so a render that sees mostly the same stories as
+    the last one neither strips their HTML nor tokenizes them again.
     """
+    return TEXT_KEYS.get(*key_inputs(story))
+
+
+def key_inputs(story: StoryRecord) -> tuple[tuple[str, ...], str]:
+    """What a story's keys are computed from: its distinct titles and its lead's summary head."""
     titles = tuple(dict.fromkeys(it.title for it in story.items))
-    return _summary_keys(titles, choose_lead(story.items).summary_html[: SUMMARY_CHARS * 4])
+    return titles, choose_lead(story.items).summary_html[: SUMMARY_CHARS * 4]
 
 
-@lru_cache(maxsize=32_768)
 def _summary_keys(titles: tuple[str, ...], summary_html: str) -> _TextKeys:
     summary = html_to_text(summary_html)[:SUMMARY_CHARS]
     return _text_keys("\n".join(titles) + "\n" + summary)
+
+
+class TextKeyCache:
+    """Keys of story texts by a digest of their inputs: bounded, least recently used out.
+
+    Tokenizing the window's stories is most of a render's cost, and a one-shot process
+    (``aggregator poll`` from cron) starts with an empty memory: ``seed`` loads what storage
+    kept (``aggregator.store.relatedkeys``) and ``take_fresh`` hands back what was computed
+    since, to be stored. Values travel as JSON text (``encode`` / ``decode``).
+    """
+
+    def __init__(self, capacity: int = 32_768) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[bytes, _TextKeys] = OrderedDict()
+        self._fresh: dict[bytes, _TextKeys] = {}
+
+    @staticmethod
+    def digest(titles: tuple[str, ...], summary_html: str) -> bytes:
+        """The cache key of one story text's inputs."""
+        h = hashlib.blake2b(digest_size=16)
+        for title in titles:
+            h.update(title.encode("utf-8", "surrogatepass"))
+            h.update(b"\x1f")
+        h.update(b"\x1e")
+        h.update(summary_html.encode("utf-8", "surrogatepass"))
+        return h.digest()
+
+    def get(self, titles: tuple[str, ...], summary_html: str) -> _TextKeys:
+        """The keys of these inputs, computed once."""
+        digest = self.digest(titles, summary_html)
+        found = self._entries.get(digest)
+        if found is None:
+            found = _summary_keys(titles, summary_html)
+            self._put(digest, found)
+            self._fresh[digest] = found
+        else:
+            self._entries.move_to_end(digest)
+        return found
+
+    def _put(self, digest: bytes, found: _TextKeys) -> None:
+        self._entries[digest] = found
+        while len(self._entries) > self.capacity:
+            self._entries.popitem(last=False)
+
+    def missing(self, digests: Iterable[bytes]) -> list[bytes]:
+        """The digests not in memory (to be looked up in storage)."""
+        return [d for d in dict.fromkeys(digests) if d not in self._entries]
+
+    def seed(self, rows: Iterable[tuple[bytes, str]]) -> None:
+        """Add stored ``(digest, encoded keys)``; undecodable rows are ignored (recomputed)."""
+        for digest, text in rows:
+            found = decode(text)
+            if found is not None:
+                self._put(digest, found)
+
+    def take_fresh(self) -> list[tuple[bytes, str]]:
+        """``(digest, encoded keys)`` computed since the last call."""
+        fresh, self._fresh = self._fresh, {}
+        return [(d, encode(found)) for d, found in fresh.items()]
+
+    def clear(self) -> None:
+        """Forget everything (tests)."""
+        self._entries.clear()
+        self._fresh.clear()
+
+
+def encode(found: _TextKeys) -> str:
+    """One text's keys as JSON."""
+    return json.dumps(
+        [sorted(found.keys), sorted(found.names), sorted(found.lower)], ensure_ascii=False
+    )
+
+
+def decode(text: str) -> _TextKeys | None:
+    """The keys ``encode`` wrote, or None for anything else."""
+    try:
+        keys, names, lower = json.loads(text)
+        return _TextKeys(frozenset(keys), frozenset(names), frozenset(lower))
+    except (ValueError, TypeError):
+        return None
+
+
+TEXT_KEYS = TextKeyCache()
 
 
 def story_keys(

@@ -15,8 +15,10 @@ from aggregator.store.schema import metadata
 
 def test_history_is_linear_with_one_head() -> None:
     script = ScriptDirectory.from_config(alembic_config())
-    assert script.get_heads() == ["0007"]
+    assert script.get_heads() == ["0009"]
     assert [r.revision for r in script.walk_revisions()] == [
+        "0009",
+        "0008",
         "0007",
         "0006",
         "0005",

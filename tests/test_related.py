@@ -10,7 +10,18 @@ from datetime import timedelta
 from factories import T0, make_stored, make_story
 
 from aggregator.model import Card, StoryRecord
-from aggregator.related import MIN_SCORE, key_score, related_updates, story_keys
+from aggregator.related import (
+    MIN_SCORE,
+    TextKeyCache,
+    decode,
+    encode,
+    key_inputs,
+    key_score,
+    related_updates,
+    story_keys,
+)
+from aggregator.store import relatedkeys
+from aggregator.store.repo import Repository
 
 NOW = T0 + timedelta(hours=1)
 
@@ -177,3 +188,39 @@ def test_keys_most_stories_carry_relate_nothing_alone() -> None:
         china[1].public_id,
         china[0].public_id,
     ]
+
+
+def test_text_key_cache_computes_once_and_round_trips_through_storage_text() -> None:
+    cache = TextKeyCache(capacity=3)
+    a = cache.get(("Tencent eyes DeepSeek", "Nvidia H20 sales"), "<p>iOS 26.1 is out</p>")
+    again = cache.get(("Tencent eyes DeepSeek", "Nvidia H20 sales"), "<p>iOS 26.1 is out</p>")
+    assert again is a and "e:tencent" in a.keys and "v:ios 26.1" in a.keys
+    fresh = cache.take_fresh()
+    assert len(fresh) == 1 and cache.take_fresh() == []  # handed over once
+    other = TextKeyCache()
+    other.seed([*fresh, (b"junk", "not json"), (b"junk2", "[1, 2, 3]")])
+    assert other.get(("Tencent eyes DeepSeek", "Nvidia H20 sales"), "<p>iOS 26.1 is out</p>") == a
+    assert other.take_fresh() == []  # served from the seed, not computed
+    for n in range(5):  # bounded: the least recently used go first
+        cache.get((f"title {n}",), "")
+    assert cache.missing([fresh[0][0]]) == [fresh[0][0]]
+    assert decode(encode(a)) == a and decode("{}") is None
+
+
+def test_stored_keys_spare_a_fresh_process_the_tokenizing(repo: Repository) -> None:
+    stories = [
+        story(n, f"Tencent and Alibaba news {n}", n, "DeepSeek V3.1 ships") for n in range(1, 6)
+    ]
+    first = TextKeyCache()
+    expected = {s.public_id: first.get(*key_inputs(s)) for s in stories}
+    assert relatedkeys.persist(repo.engine, first, NOW) == 5
+    fresh = TextKeyCache()  # a new process
+    assert relatedkeys.preload(repo.engine, fresh, stories) == 5
+    assert {s.public_id: fresh.get(*key_inputs(s)) for s in stories} == expected
+    assert fresh.take_fresh() == []
+    assert relatedkeys.preload(repo.engine, fresh, stories) == 0  # already in memory
+    # rows older than KEEP_DAYS are pruned by the next save
+    later = NOW + timedelta(days=relatedkeys.KEEP_DAYS + 1)
+    first.get(("something new",), "")
+    assert relatedkeys.persist(repo.engine, first, later) == 1
+    assert relatedkeys.preload(repo.engine, TextKeyCache(), stories) == 0

@@ -148,7 +148,8 @@ items = Table(
     Index("ix_items_source_id_item_key", "source_id", "item_key", unique=True),
     Index("ix_items_canonical_url", "canonical_url"),
     Index("ix_items_external_url", "external_url"),
-    Index("ix_items_story_id", "story_id"),
+    # (story_id, published_at): a story's newest report without reading item rows (renders)
+    Index("ix_items_story_id_published_at", "story_id", "published_at"),
     Index("ix_items_collected_at", "collected_at"),
 )
 
@@ -253,4 +254,17 @@ entry_caches = Table(
     metadata,
     Column("source_id", Id, ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
     Column("data", LargeBinary, nullable=False),
+)
+
+# Related-update keys (migration 0008, ``aggregator.store.relatedkeys``): the keys of a story
+# text (``aggregator.related.TextKeyCache``) by a digest of its inputs, so a one-shot render does
+# not tokenize the whole window again. A cache: rows older than a month are pruned, and a lost
+# row is recomputed.
+related_keys = Table(
+    "related_keys",
+    metadata,
+    Column("digest", LargeBinary(16), primary_key=True),
+    Column("data", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_related_keys_created_at", "created_at"),
 )

@@ -728,3 +728,44 @@ def test_sync_keeps_what_polling_learned(repo: Repository) -> None:
     a3, b3 = repo.get_source("a"), repo.get_source("b")
     assert a3 is not None and a3.url == "http://127.0.0.1:9/other.xml" and a3.etag is None
     assert b3 is not None and b3.enabled
+
+
+def test_inserted_items_read_back_exactly_and_store_what_sqlalchemy_would(
+    repo: Repository,
+) -> None:
+    """Items and stories are inserted from one JSON parameter; values must survive unchanged
+    (aware datetimes in any zone, microseconds, CJK and emoji, empty and None fields), and on
+    SQLite datetimes must be stored as the text SQLAlchemy's DATETIME writes, which the
+    window queries compare as strings."""
+    sid = add(repo, "exact")
+    cet = timezone(timedelta(hours=1))
+    published = datetime(2026, 11, 28, 9, 30, 5, 123456, tzinfo=cet)
+    odd = replace(
+        item("x1", title="标题 “quoted” \\ back 😀", published=published),
+        author=None,
+        categories=("tech", "新闻", 'with "quote"'),
+        summary_html="",
+        updated_at=datetime(2026, 11, 28, 10, 0, tzinfo=UTC),
+    )
+    plain = replace(item("x2", published=None), categories=(), language=None)
+    result = repo.apply(plan(sid, T0, ins("k1", odd), ins("k2", plain)), T0)
+    assert (result.new, result.new_stories) == (2, 2)
+    found = repo.recent_stories(T0 - timedelta(days=1), 10)
+    [first] = [s for s in found if s.items[0].guid == "guid-x1"]
+    [second] = [s for s in found if s.items[0].guid == "guid-x2"]
+    got = first.items[0]
+    assert got.title == odd.title and got.categories == odd.categories and got.author is None
+    assert got.published_at == published and got.published_at.tzinfo == UTC
+    assert got.updated_at == odd.updated_at and got.collected_at == T0
+    assert second.items[0].published_at == T0  # no date: collected time
+    assert second.items[0].categories == () and second.items[0].language is None
+    assert first.public_id == story_public_id(odd.canonical_url, "exact", "k1")
+    assert first.created_at == T0 == first.updated_at
+    if repo.engine.dialect.name == "sqlite":
+        with repo.engine.connect() as conn:
+            raw = conn.execute(
+                text("SELECT published_at, collected_at FROM items WHERE item_key = 'k1'")
+            ).one()
+            story_raw = conn.execute(text("SELECT created_at FROM stories LIMIT 1")).scalar()
+        assert tuple(raw) == ("2026-11-28 08:30:05.123456", "2026-11-28 12:00:00.000000")
+        assert story_raw == "2026-11-28 12:00:00.000000"

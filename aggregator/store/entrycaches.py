@@ -8,6 +8,7 @@ pipeline's stub check re-parses the body in full). The values are opaque bytes h
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -28,8 +29,13 @@ def write_entry_caches(conn: Connection, rows: Sequence[tuple[int, bytes]]) -> N
     """Insert or replace the caches of ``(source_id, data)`` (one statement for all rows)."""
     if not rows:
         return
-    ins: Any = (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(entry_caches)
-    stmt = ins.on_conflict_do_update(
+    conn.execute(_upsert(conn.dialect.name), [{"source_id": i, "data": d} for i, d in rows])
+
+
+@cache
+def _upsert(dialect: str) -> Any:
+    """The upsert statement, built once per dialect (building one costs more than running it)."""
+    ins: Any = (postgresql if dialect == "postgresql" else sqlite).insert(entry_caches)
+    return ins.on_conflict_do_update(
         index_elements=[entry_caches.c.source_id], set_={"data": ins.excluded.data}
     )
-    conn.execute(stmt, [{"source_id": sid, "data": data} for sid, data in rows])

@@ -43,7 +43,6 @@ from sqlalchemy import (
     exists,
     func,
     literal,
-    literal_column,
     or_,
     select,
     true,
@@ -51,7 +50,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from aggregator.errors import StorageError
 from aggregator.model import (
@@ -364,32 +363,65 @@ def _story_insert(dialect: str) -> Executable:
     )
 
 
-def _json_each_rows(columns: Sequence[str]) -> Any:
-    """SQLite: ``SELECT json_extract(r.value, '$.<col>'), ... FROM json_each(:b_rows) AS r``.
+#: ``_item_insert`` for SQLite as DB-API text (``_insert_items``).
+_SQLITE_ITEM_INSERT = (
+    f"INSERT INTO items ({', '.join(_ITEM_INSERT_COLUMNS)}) "
+    f"VALUES ({', '.join('?' for _ in _ITEM_INSERT_COLUMNS)}) "
+    "ON CONFLICT (source_id, item_key) DO NOTHING RETURNING item_key"
+)
 
-    ``b_rows`` is a JSON array of row objects whose values are already in SQLite's storage form
-    (``_sqlite_json_rows``): nothing is converted on the way in. ``WHERE 1 = 1`` lets SQLite
-    parse the ``ON CONFLICT`` that follows an ``INSERT ... SELECT``.
+
+_SQLITE_DATETIME_POSITIONS = tuple(
+    i for i, name in enumerate(_ITEM_INSERT_COLUMNS) if isinstance(items.c[name].type, UTCDateTime)
+)
+_SQLITE_CATEGORIES_POSITION = _ITEM_INSERT_COLUMNS.index("categories")
+
+
+def _insert_items(conn: Connection, sql: _Sql, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert item rows (dicts keyed by ``_ITEM_INSERT_COLUMNS``); the keys actually inserted.
+
+    On SQLite each row is one execution of a prepared statement on the DB-API cursor, inside
+    the caller's transaction, with values already in the form SQLAlchemy's types would bind
+    (``_sqlite_value``): SQLAlchemy's executemany spent more time in its per-row, per-column
+    bind processing than SQLite spent inserting (a third of a cold poll's main-process CPU),
+    and SQLite releases the GIL while it works.
     """
-    rows = func.json_each(bindparam("b_rows", type_=Text())).table_valued("value").alias("r")
-    values = [func.json_extract(rows.c.value, literal_column(f"'$.{name}'")) for name in columns]
-    return select(*values).select_from(rows).where(true())
-
-
-def _sqlite_json_rows(rows: Iterable[dict[str, Any]]) -> str:
-    """Row dicts as one JSON array in SQLite's storage form: datetimes as the naive UTC text
-    SQLAlchemy's SQLite ``DATETIME`` writes (``2026-11-28 09:30:00.000000``), lists (JSON
-    columns) as arrays, which ``json_extract`` returns as JSON text."""
-    return json.dumps(
-        [{k: _sqlite_value(v) for k, v in row.items()} for row in rows], ensure_ascii=False
-    )
+    if sql.columnar:
+        return set(conn.execute(sql.item_insert, _insert_params(sql, rows)).scalars())
+    cursor = conn.connection.cursor()
+    inserted: set[str] = set()
+    driver_error = conn.dialect.loaded_dbapi.Error
+    text_of: dict[datetime, str] = {}  # collected_at is one value for all rows
+    values: list[Any] = []
+    try:
+        for row in rows:
+            values = [row[name] for name in _ITEM_INSERT_COLUMNS]
+            for i in _SQLITE_DATETIME_POSITIONS:
+                moment = values[i]
+                if moment is not None:
+                    text = text_of.get(moment)
+                    if text is None:
+                        text = text_of[moment] = _sqlite_value(moment)
+                    values[i] = text
+            values[_SQLITE_CATEGORIES_POSITION] = json.dumps(values[_SQLITE_CATEGORIES_POSITION])
+            for (key,) in cursor.execute(_SQLITE_ITEM_INSERT, values):
+                inserted.add(key)
+    except driver_error as exc:  # as SQLAlchemy would have raised it (IntegrityError, ...)
+        raise DBAPIError.instance(_SQLITE_ITEM_INSERT, values, exc, driver_error) from exc
+    finally:
+        cursor.close()
+    return inserted
 
 
 def _sqlite_value(value: Any) -> Any:
+    """``value`` as SQLAlchemy would bind it on SQLite: datetimes as the naive UTC text its
+    ``DATETIME`` writes (``2026-11-28 09:30:00.000000``), lists (JSON columns) as JSON."""
     if isinstance(value, datetime):
         if value.tzinfo is not None:
             value = value.astimezone(UTC).replace(tzinfo=None)
         return value.isoformat(" ", "microseconds")
+    if isinstance(value, list):
+        return json.dumps(value)
     return value
 
 
@@ -406,17 +438,14 @@ def _recordset(table: Table, columns: Sequence[str]) -> Any:
 def _item_insert(dialect: str) -> Executable:
     """Insert new items, skipping keys the source has; RETURNING ``item_key``.
 
-    Both take the rows as one JSON parameter ``b_rows`` (see ``_insert_params``): one short
-    statement whatever the row count. PostgreSQL expands it with ``json_to_recordset`` (a
-    multi-row VALUES list would be re-parsed by psycopg on every call, and per-column arrays
-    cost more to encode than ``json.dumps``); SQLite with ``json_each`` (an executemany of row
-    dicts spent more time in SQLAlchemy's per-row, per-column bind processing than SQLite
-    spent inserting: a third of a cold poll's main-process CPU).
+    PostgreSQL: the rows as one JSON parameter ``b_rows`` (see ``_insert_params``) expanded by
+    ``json_to_recordset``: one short statement whatever the row count, where a multi-row VALUES
+    list would be re-parsed by psycopg on every call and per-column arrays cost more to encode
+    than ``json.dumps``. SQLite: not executed through SQLAlchemy on the hot path (see
+    ``_insert_items``); this form documents the statement and serves as its reference.
     """
     if dialect != "postgresql":
-        stmt: Any = sqlite.insert(items).from_select(
-            list(_ITEM_INSERT_COLUMNS), _json_each_rows(_ITEM_INSERT_COLUMNS)
-        )
+        stmt: Any = sqlite.insert(items)
     else:
         rows = _recordset(items, _ITEM_INSERT_COLUMNS)
         values = select(*(rows.c[name] for name in _ITEM_INSERT_COLUMNS))
@@ -1260,7 +1289,7 @@ def _apply_items(
             }
             for key, intent in inserts.items()
         ]
-        inserted = set(conn.execute(sql.item_insert, _insert_params(sql, rows)).scalars())
+        inserted = _insert_items(conn, sql, rows)
         born: set[int] = set()
         for key, intent in inserts.items():
             ref = refs[key]
@@ -1339,7 +1368,7 @@ def _insert_params(sql: _Sql, rows: list[dict[str, Any]]) -> Any:
     ``UTCDateTime`` would bind), everything else is JSON already.
     """
     if not sql.columnar:
-        return {"b_rows": _sqlite_json_rows(rows)}
+        return rows
     return {"b_rows": _json_rows(rows)}
 
 

@@ -46,6 +46,7 @@ from aggregator.ingest import Ingested, ingest, pack_digests, stored_digest
 from aggregator.metrics import Metrics
 from aggregator.model import (
     ApplyResult,
+    ExistingItem,
     Fetched,
     FetchFailed,
     FetchResult,
@@ -507,10 +508,13 @@ class Pipeline:
                 parse_error=None, body_hash=body_hash, now=now, settings=settings, rng=rng,
                 unchanged=True,
             )  # fmt: skip
-        known, cache = await self._in_read(self._known_entries, source.id)
+        recent, cache = await self._in_read(self._known_items, source.id)
+        known = pack_digests([stored_digest(e.item_key, e.content_hash) for e in recent]) or None
         ingested = await self._ingest(result, source, now, known, cache)
-        # no known digest: the source has no stored item, so none can match by key or URL
-        plan = await self._plan_items(source, result, ingested, body_hash, now, known is not None)
+        # no recent item: the source has no stored item, so none can match by key or URL
+        plan = await self._plan_items(
+            source, result, ingested, body_hash, now, recent, bool(recent)
+        )
         if ingested.stubs and _writes_stub(plan, ingested):
             # a stored digest or cached span was stale (or collided): parse every entry in full
             log.debug("source %s: re-ingesting without known entries", source.key)
@@ -527,19 +531,33 @@ class Pipeline:
         ingested: Ingested,
         body_hash: str,
         now: datetime,
+        recent: Sequence[ExistingItem] = (),
         has_items: bool = True,
     ) -> UpdatePlan:
+        """Plan a changed body's items against what is stored.
+
+        Items whose (key, content hash) is among the source's ``recent`` stored items are
+        known stored and unchanged: their rows are taken from ``recent`` and only the other
+        items' keys and URLs are looked up. The planner then sees exactly the rows a lookup of
+        every key and URL would give it for any item it has to match, at a fraction of the
+        cost (most of a changed feed is unchanged).
+        """
         keyed = keyed_items(ingested.items)
-        keys = [k for k, _ in keyed]
-        urls = [it.canonical_url for _, it in keyed if it.canonical_url]
-
-        def lookups() -> tuple[Any, set[str]]:
-            return (
-                self.repo.existing_items(source.id, keys, urls) if has_items else [],
-                self.repo.tombstoned(source.id, keys),
+        stored = {(e.item_key, e.content_hash): e for e in recent}
+        sure = {
+            k: stored[(k, it.content_hash)] for k, it in keyed if (k, it.content_hash) in stored
+        }
+        ask = [(k, it) for k, it in keyed if k not in sure]
+        keys = [k for k, _ in ask]
+        urls = [it.canonical_url for _, it in ask if it.canonical_url]
+        if has_items:
+            found, tombstoned = await self._in_read(
+                self.repo.planner_lookups, source.id, keys, urls
             )
-
-        existing, tombstoned = await self._in_read(lookups)
+        else:
+            found, tombstoned = [], await self._in_read(self.repo.tombstoned, source.id, keys)
+        rows = {e.id: e for e in found} | {e.id: e for e in sure.values()}
+        existing = [rows[i] for i in sorted(rows)]
         settings, rng = self.settings.schedule, self.rng
         return build_plan(
             source, result, feed=ingested.feed, mean_gap=ingested.mean_gap, keyed=keyed,
@@ -547,14 +565,9 @@ class Pipeline:
             body_hash=body_hash, now=now, settings=settings, rng=rng,
         )  # fmt: skip
 
-    def _known_entries(self, source_id: int) -> tuple[bytes | None, bytes | None]:
-        """Digests of the source's recent stored (key, content hash) pairs, and its entry
-        cache (``ingest(known=, cache=)``)."""
-        pairs = self.repo.recent_item_hashes(source_id, KNOWN_ITEMS)
-        if not pairs:
-            return None, None
-        known = pack_digests([stored_digest(k, h) for k, h in pairs])
-        return known, self.repo.entry_cache(source_id)
+    def _known_items(self, source_id: int) -> tuple[list[ExistingItem], bytes | None]:
+        """The source's recent stored items and its entry cache (``ingest(known=, cache=)``)."""
+        return self.repo.known_items(source_id, KNOWN_ITEMS)
 
     async def _ingest(
         self,

@@ -22,11 +22,10 @@ from sqlalchemy import select
 from aggregator import parse as parse_module
 from aggregator.app import open_pipeline
 from aggregator.config import load_settings
-from aggregator.ingest import Ingested, ingest, pack_digests, stored_digest
-from aggregator.model import ApplyResult, UpdatePlan
+from aggregator.ingest import Ingested, ingest
+from aggregator.model import ApplyResult, ExistingItem, Fetched, UpdatePlan
 from aggregator.parsepool import LazyProcessPool
 from aggregator.pipeline import Pipeline
-from aggregator.plan import keyed_items
 from aggregator.settings import Settings
 from aggregator.store.repo import Repository
 from aggregator.store.schema import items
@@ -137,48 +136,16 @@ async def test_changed_feed_skips_known_entries_and_still_sees_edits(
     assert "one" in html["a"] and "three" in html["c"]  # stubs never overwrite stored HTML
 
 
-class StaleKnowledge(Pipeline):
-    """Claims every entry of the served feed is stored, although none is."""
+class StaleCache(Pipeline):
+    """Hands over an entry cache of the served feed although none of its items is stored."""
 
     body = b""
     url = ""
 
-    def _known_entries(self, source_id: int) -> tuple[bytes | None, bytes | None]:
-        got = ingest(self.body, {}, self.url, None, datetime.now(UTC))
-        pairs = keyed_items(got.items)
-        return pack_digests([stored_digest(k, it.content_hash) for k, it in pairs]), None
-
-
-class StaleCache(StaleKnowledge):
-    """Hands over an entry cache of the served feed although none of its items is stored."""
-
-    def _known_entries(self, source_id: int) -> tuple[bytes | None, bytes | None]:
+    def _known_items(self, source_id: int) -> tuple[list[ExistingItem], bytes | None]:
         headers = {"content-type": "application/rss+xml; charset=utf-8"}  # as served
         got = ingest(self.body, headers, self.url, None, datetime.now(UTC))
-        return None, got.cache
-
-
-async def test_stale_digests_fall_back_to_full_entries(tmp_path: Path, db_url: str) -> None:
-    body = rss(("a", "one"), ("b", "two"))
-    recorder = Recording()
-    with FeedServer() as server:
-        server.serve("/f.xml", body)
-        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
-        async with open_pipeline(settings, workers=0) as pipeline:
-            stale = StaleKnowledge(
-                settings, pipeline.repo, pipeline.fetcher, clock=pipeline.clock, owner="t"
-            )
-            stale.body, stale.url = body, server.url("/f.xml")
-            stale.parse_executor = recorder
-            try:
-                report = await stale.poll_all()
-            finally:
-                stale.close()
-            html = stored(pipeline)
-    recorder.shutdown()
-    assert report.new == 2
-    assert [len(r.stubs) for r in recorder.results] == [2, 0]  # stubs first, then in full
-    assert "one" in html["a"] and "two" in html["b"]
+        return [], got.cache
 
 
 async def test_stale_entry_cache_falls_back_to_full_entries(tmp_path: Path, db_url: str) -> None:
@@ -340,3 +307,44 @@ def test_poll_json_reports_counts_and_timings(tmp_path: Path) -> None:
     assert (first["sources"], first["ok"], first["failed"], first["new"]) == (1, 1, 0, 2)
     assert first["snapshots"] > 0 and first["cycle_seconds"] >= first["render_seconds"] > 0
     assert (second["new"], second["snapshots"], second["render_seconds"]) == (0, 0, 0)
+
+
+async def test_planning_with_known_rows_equals_looking_everything_up(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Rows of items known stored unchanged are taken from the recent-items read instead of
+    being looked up again; the plan must be the one a lookup of every key and URL gives,
+    including for new items sharing a stored item's URL under another GUID and for edits."""
+    first = rss(("a", "one"), ("b", "two"), ("c", "three"), ("d", "four"))
+    # b edited; "b2" is b's URL under a new GUID (dropped as the same item); "e" is new;
+    # "c" edited and republished under a new GUID but its old URL (matched by URL)
+    second = (
+        first.replace(b"two", b"EDITED")
+        .replace(b"<guid>c</guid>", b"<guid>c-new</guid>")
+        .replace(b"three", b"THREE")
+    )
+    second = second.replace(
+        b"</channel>",
+        b"<item><title>Title e</title><link>https://pub.example/p/e</link><guid>e</guid>"
+        b"<description>five</description></item>"
+        b"<item><title>Title b2</title><link>https://pub.example/p/b</link><guid>b2</guid>"
+        b"<description>dup</description></item></channel>",
+    )
+    with FeedServer() as server:
+        server.serve("/f.xml", first)
+        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(settings, workers=0) as pipeline:
+            await pipeline.poll_all()
+            server.serve("/f.xml", second)
+            source = pipeline.repo.list_sources()[0]
+            fetched = await pipeline.fetcher.fetch(source.url)
+            assert isinstance(fetched, Fetched)
+            now = datetime.now(UTC)
+            ingested = ingest(fetched.body, fetched.headers, fetched.url, None, now)
+            recent, _ = pipeline._known_items(source.id)
+            assert len(recent) == 4
+            fast = await pipeline._plan_items(source, fetched, ingested, "h", now, recent)
+            slow = await pipeline._plan_items(source, fetched, ingested, "h", now)
+    assert fast.intents == slow.intents
+    summary = sorted((i.action, i.item.title) for i in fast.intents)
+    assert summary == [("insert", "Title e"), ("update", "Title b"), ("update", "Title c")]

@@ -563,7 +563,7 @@ def _sql(dialect: str) -> _Sql:
         state_rows=select(s.id, s.lease_owner)
         .where(_member(s.id, "b_values", dialect))
         .with_for_update(),
-        recent_hashes=select(i.item_key, i.content_hash)
+        recent_hashes=select(i.id, i.item_key, i.canonical_url, i.content_hash)
         .where(i.source_id == bindparam("b_source"))
         .order_by(i.id.desc())
         .limit(bindparam("b_limit")),
@@ -854,29 +854,31 @@ class Repository:
         self, source_id: int, item_keys: Sequence[str], canonical_urls: Sequence[str]
     ) -> list[ExistingItem]:
         """Items of ``source_id`` whose key is in ``item_keys`` or URL in ``canonical_urls``."""
-        found: dict[int, ExistingItem] = {}
         with self._read("read existing items") as conn:
-            sql = _sql(conn.dialect.name)
-            for query, values in (
-                (sql.existing_by_key, item_keys),
-                (sql.existing_by_url, [u for u in canonical_urls if u]),
-            ):
-                for chunk in _chunks(values):
-                    for r in conn.execute(query, {"b_source": source_id, "b_values": chunk}):
-                        found[r.id] = ExistingItem(
-                            r.id, r.item_key, r.canonical_url, r.content_hash
-                        )
-        return [found[i] for i in sorted(found)]
+            return _existing_items(conn, source_id, item_keys, canonical_urls)
 
     def tombstoned(self, source_id: int, item_keys: Sequence[str]) -> set[str]:
         """The subset of ``item_keys`` that retention purged from ``source_id``."""
-        dead: set[str] = set()
         with self._read("read tombstones") as conn:
-            query = _sql(conn.dialect.name).tombstoned
-            for chunk in _chunks(item_keys):
-                params = {"b_source": source_id, "b_values": chunk}
-                dead.update(conn.execute(query, params).scalars())
-        return dead
+            return _tombstoned(conn, source_id, item_keys)
+
+    def planner_lookups(
+        self, source_id: int, item_keys: Sequence[str], canonical_urls: Sequence[str]
+    ) -> tuple[list[ExistingItem], set[str]]:
+        """``existing_items`` and ``tombstoned`` in one read transaction (the planner's reads
+        for one changed body)."""
+        with self._read("read planner lookups") as conn:
+            return (
+                _existing_items(conn, source_id, item_keys, canonical_urls),
+                _tombstoned(conn, source_id, item_keys),
+            )
+
+    def known_items(self, source_id: int, limit: int) -> tuple[list[ExistingItem], bytes | None]:
+        """The ``limit`` most recently inserted items of a source (what a changed body of its
+        feed most likely repeats) and its entry cache, in one read transaction."""
+        with self._read("read known items") as conn:
+            recent = _recent_items(conn, source_id, limit)
+            return recent, read_entry_cache(conn, source_id) if recent else None
 
     # ------------------------------------------------------------------ apply
 
@@ -970,13 +972,8 @@ class Repository:
     def recent_item_hashes(self, source_id: int, limit: int) -> list[tuple[str, str]]:
         """``(item_key, content_hash)`` of the ``limit`` most recently inserted items of a source
         (what a changed body of its feed most likely repeats)."""
-        if limit <= 0:
-            return []
         with self._read("read recent item hashes") as conn:
-            rows = conn.execute(
-                _sql(conn.dialect.name).recent_hashes, {"b_source": source_id, "b_limit": limit}
-            )
-            return [(key, content_hash) for key, content_hash in rows]
+            return [(e.item_key, e.content_hash) for e in _recent_items(conn, source_id, limit)]
 
     # ------------------------------------------------------------------ reading stories
 
@@ -1314,6 +1311,41 @@ def _apply_items(
     for chunk in _chunks(sorted(touched)):  # one sorted pass: fewer lock waits between replicas
         conn.execute(sql.touch_stories, {"b_values": chunk, "v_now": now})
     return ApplyResult(new=new, updated=len(updates) + len(late), new_stories=new_stories)
+
+
+def _existing_items(
+    conn: Connection, source_id: int, item_keys: Sequence[str], canonical_urls: Sequence[str]
+) -> list[ExistingItem]:
+    """Items of ``source_id`` whose key is in ``item_keys`` or URL in ``canonical_urls``, by id."""
+    sql = _sql(conn.dialect.name)
+    found: dict[int, ExistingItem] = {}
+    for query, values in (
+        (sql.existing_by_key, item_keys),
+        (sql.existing_by_url, [u for u in canonical_urls if u]),
+    ):
+        for chunk in _chunks(values):
+            for r in conn.execute(query, {"b_source": source_id, "b_values": chunk}):
+                found[r.id] = ExistingItem(r.id, r.item_key, r.canonical_url, r.content_hash)
+    return [found[i] for i in sorted(found)]
+
+
+def _tombstoned(conn: Connection, source_id: int, item_keys: Sequence[str]) -> set[str]:
+    """The subset of ``item_keys`` that retention purged from ``source_id``."""
+    dead: set[str] = set()
+    query = _sql(conn.dialect.name).tombstoned
+    for chunk in _chunks(item_keys):
+        dead.update(conn.execute(query, {"b_source": source_id, "b_values": chunk}).scalars())
+    return dead
+
+
+def _recent_items(conn: Connection, source_id: int, limit: int) -> list[ExistingItem]:
+    """The ``limit`` most recently inserted items of a source, newest first."""
+    if limit <= 0:
+        return []
+    rows = conn.execute(
+        _sql(conn.dialect.name).recent_hashes, {"b_source": source_id, "b_limit": limit}
+    )
+    return [ExistingItem(r.id, r.item_key, r.canonical_url, r.content_hash) for r in rows]
 
 
 def _stored_rows(

@@ -11,6 +11,8 @@ import json
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func, select
 
@@ -21,10 +23,17 @@ from aggregator.model import Item, ItemIntent, SourceUpdate, UpdatePlan
 from aggregator.plan import keyed_items, plan_items
 from aggregator.settings import SourceConfig
 from aggregator.store import Repository, make_engine
+from aggregator.store.db import (
+    SQLITE_CACHE_KIB,
+    SQLITE_JOURNAL_SIZE_LIMIT_BYTES,
+    SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+)
 from aggregator.store.matching import (
     MAX_TEXT_STORY,
     MatchAfterApply,
     MatchReport,
+    _upsert_bands,
+    _write_bands,
     explain_item,
     index_story,
     match_recent,
@@ -427,3 +436,79 @@ def test_band_rows_store_timestamps_like_every_other_write(repo: Repository) -> 
             )
         }
     assert stored == 1 and len(raw) == 1  # one timestamp, one spelling
+
+
+def test_band_rows_keep_the_newest_time_and_skip_older_rewrites(repo: Repository) -> None:
+    """A band row keeps the newest ``published_at`` of its story's reports: an older or equal
+    time leaves the row as it is (the upsert's ``WHERE``: no rewrite), a newer one replaces it,
+    through ``index_story``, the batched SQLite write of matching and a merge's move alike."""
+    a, b = add(repo, "a"), add(repo, "b")
+    first, second = report("a", APPLE, LEAD), report("b", "Unrelated harbour news today", "")
+    put(repo, a, T0, ("a1", first))
+    put(repo, b, T0, ("b1", second))
+    story, other = _story_of(repo, first.url or ""), _story_of(repo, second.url or "")
+    later, earlier = T0 + timedelta(hours=5), T0 - timedelta(hours=5)
+    newer = later + timedelta(minutes=1)
+
+    def stamp(conn: Any, sid: int, key: int) -> datetime:
+        got = conn.execute(
+            select(story_bands.c.published_at).where(
+                story_bands.c.story_id == sid, story_bands.c.band_key == key
+            )
+        ).scalar_one()
+        assert isinstance(got, datetime)
+        return got
+
+    def rewrites(conn: Any, sid: int, key: int, published: datetime) -> bool:
+        """Whether upserting (key, sid) at ``published`` writes the row (SQLite: the changes
+        count; PostgreSQL: an updated row is a new tuple, at a new ``ctid``)."""
+        row = {"band_key": key, "story_id": sid, "published_at": published}
+        if conn.dialect.name == "sqlite":
+            return bool(conn.execute(_upsert_bands(conn), row).rowcount)
+        ctid = f"SELECT ctid FROM story_bands WHERE band_key = {key} AND story_id = {sid}"
+        before = conn.exec_driver_sql(ctid).scalar()
+        conn.execute(_upsert_bands(conn), row)
+        return before != conn.exec_driver_sql(ctid).scalar()
+
+    with repo.engine.begin() as conn:
+        index_story(conn, story, [111, 222], later)
+        index_story(conn, story, [111], earlier)  # older: kept at ``later``
+        assert stamp(conn, story, 111) == later
+        assert not rewrites(conn, story, 111, later)  # same time: the row is not written
+        assert rewrites(conn, story, 111, newer)
+        assert stamp(conn, story, 111) == newer
+        _write_bands(conn, {(222, story): earlier, (333, story): earlier})  # the matcher's write
+        assert stamp(conn, story, 222) == later and stamp(conn, story, 333) == earlier
+        _write_bands(conn, {(333, story): later + timedelta(hours=1)})  # newer: replaced
+        assert stamp(conn, story, 333) == later + timedelta(hours=1)
+        index_story(conn, other, [111, 444], later + timedelta(hours=2))
+        survivor = merge_stories(conn, story, other, T0)
+        loser = other if survivor == story else story
+        newest = later + timedelta(hours=2)
+        assert stamp(conn, survivor, 111) == newest  # moved rows keep the newest of both
+        assert stamp(conn, survivor, 444) == newest
+        assert stamp(conn, survivor, 333) == later + timedelta(hours=1)
+        left = conn.execute(select(func.count()).where(story_bands.c.story_id == loser))
+        assert left.scalar_one() == 0
+
+
+def test_sqlite_connections_checkpoint_less_often_and_cache_more(tmp_path: Path) -> None:
+    """Band rows land on random pages: SQLite connections keep a 32 MB WAL between automatic
+    checkpoints and a 16 MB page cache (bench/stories_scale.md), and still sync safely."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    try:
+        with engine.connect() as conn:
+            got = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("wal_autocheckpoint", "cache_size", "journal_size_limit")
+            }
+            synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar()
+        assert got == {
+            "wal_autocheckpoint": SQLITE_WAL_AUTOCHECKPOINT_PAGES,
+            "cache_size": -SQLITE_CACHE_KIB,
+            "journal_size_limit": SQLITE_JOURNAL_SIZE_LIMIT_BYTES,
+        }
+        assert SQLITE_WAL_AUTOCHECKPOINT_PAGES > 1_000 and SQLITE_CACHE_KIB > 2_000
+        assert synchronous == 1  # NORMAL: never OFF
+    finally:
+        engine.dispose()

@@ -142,7 +142,12 @@ class Explanation:
 def _upsert_bands(conn: Connection, move: bool = False) -> Any:
     """``INSERT INTO story_bands`` that keeps one row per (key, story) at the newest
     ``published_at``: rows bound at execution, or (``move``) the rows of story ``b_loser``
-    copied to story ``b_survivor``. Built once per dialect."""
+    copied to story ``b_survivor``. Built once per dialect.
+
+    A row already there with a ``published_at`` at least as new is left alone (the update's
+    ``WHERE``) instead of being rewritten with the value it has: a rewritten row is a page for
+    the WAL and the next checkpoint, and a copy of a report (another feed carrying the same
+    text) brings the same keys, at the same or an older time."""
     return _build_upsert(conn.dialect.name, move)
 
 
@@ -157,24 +162,23 @@ def _build_upsert(dialect: str, move: bool) -> Any:
         )
     if dialect == "postgresql":
         ins: Any = postgresql.insert(story_bands)
-        newest = func.greatest(story_bands.c.published_at, ins.excluded.published_at)
     elif dialect == "sqlite":
         ins = sqlite.insert(story_bands)
-        newest = func.max(story_bands.c.published_at, ins.excluded.published_at)
     else:
         raise StorageError(f"unsupported database dialect {dialect!r}")
     if rows is not None:
         ins = ins.from_select(["band_key", "story_id", "published_at"], rows)
     return ins.on_conflict_do_update(
         index_elements=[story_bands.c.band_key, story_bands.c.story_id],
-        set_={"published_at": newest},
+        set_={"published_at": ins.excluded.published_at},
+        where=ins.excluded.published_at > story_bands.c.published_at,
     )
 
 
 _SQLITE_UPSERT = (
     "INSERT INTO story_bands (band_key, story_id, published_at) VALUES (?, ?, ?)"
-    " ON CONFLICT (band_key, story_id)"
-    " DO UPDATE SET published_at = max(story_bands.published_at, excluded.published_at)"
+    " ON CONFLICT (band_key, story_id) DO UPDATE SET published_at = excluded.published_at"
+    " WHERE excluded.published_at > story_bands.published_at"
 )
 
 
@@ -610,11 +614,8 @@ def _merge_all(
     concurrent merge touched one of them, fall back to :func:`merge_stories` one by one, which
     follows ``merged_into`` (so the outcome is the same, only slower)."""
     involved = sorted(set(moved) | set(moved.values()))
-    st = stories.c
-    check = select(st.id, st.merged_into).where(st.id.in_(involved)).order_by(st.id)
-    if conn.dialect.name == "postgresql":
-        check = check.with_for_update()
-    rows = list(conn.execute(check))
+    sql = _merge_statements(conn.dialect.name)
+    rows = list(conn.execute(sql.check, {"b_stories": involved}))
     if len(rows) != len(involved) or any(r.merged_into is not None for r in rows):
         for own, target in merges:
             merge_stories(conn, own, target, now)
@@ -626,22 +627,46 @@ def _merge_all(
         return sid
 
     pairs = [{"b_loser": loser, "b_survivor": final(loser)} for loser in sorted(moved)]
-    i, sb = items.c, story_bands.c
-    conn.execute(
-        update(items)
-        .where(i.story_id == bindparam("b_loser"))
-        .values(story_id=bindparam("b_survivor")),
-        pairs,
-    )
+    conn.execute(sql.move_items, pairs)
     conn.execute(_upsert_bands(conn, move=True), pairs)
-    conn.execute(delete(story_bands).where(sb.story_id == bindparam("b_loser")), pairs)
-    conn.execute(
-        update(stories)
-        .where(or_(st.id == bindparam("b_loser"), st.merged_into == bindparam("b_loser")))
-        .values(merged_into=bindparam("b_survivor")),
-        pairs,
+    conn.execute(sql.drop_bands, pairs)
+    conn.execute(sql.point, pairs)
+    conn.execute(sql.touch, {"b_stories": involved, "b_now": now})
+
+
+@dataclass(frozen=True, slots=True)
+class _MergeStatements:
+    """The statements of :func:`_merge_all`, built once per dialect (building them for every
+    batch took about as long as running them)."""
+
+    check: Any
+    move_items: Any
+    drop_bands: Any
+    point: Any
+    touch: Any
+
+
+@cache
+def _merge_statements(dialect: str) -> _MergeStatements:
+    """Build :class:`_MergeStatements` for ``dialect`` (row locks on PostgreSQL)."""
+    st, i, sb = stories.c, items.c, story_bands.c
+    involved: Any = bindparam("b_stories", expanding=True)
+    check = select(st.id, st.merged_into).where(st.id.in_(involved)).order_by(st.id)
+    if dialect == "postgresql":
+        check = check.with_for_update()
+    loser: Any = bindparam("b_loser", type_=Id)
+    survivor: Any = bindparam("b_survivor", type_=Id)
+    return _MergeStatements(
+        check=check,
+        move_items=update(items).where(i.story_id == loser).values(story_id=survivor),
+        drop_bands=delete(story_bands).where(sb.story_id == loser),
+        point=update(stories)
+        .where(or_(st.id == loser, st.merged_into == loser))
+        .values(merged_into=survivor),
+        touch=update(stories)
+        .where(st.id.in_(involved))
+        .values(updated_at=bindparam("b_now", type_=UTCDateTime())),
     )
-    conn.execute(update(stories).where(st.id.in_(involved)).values(updated_at=now))
 
 
 @dataclass(slots=True)
@@ -793,13 +818,16 @@ def match_in(
             merged += 1
     if merges:
         _merge_all(conn, merges, moved, collected_at)
+    final: dict[tuple[int, int], datetime] = {}  # rows on the surviving stories
+    for (key, sid), published in bands.items():
+        _keep(final, key, resolve(sid), published)
     for n in new:
+        sid, published = resolve(n.story_id), n.published_at
         for key in n.keys:
-            _keep(bands, key, n.story_id, n.published_at)
-    if bands:
-        final: dict[tuple[int, int], datetime] = {}
-        for (key, sid), published in bands.items():
-            _keep(final, key, resolve(sid), published)
+            seen = final.get((key, sid))
+            if seen is None or seen < published:
+                final[(key, sid)] = published
+    if final:
         _write_bands(conn, final)
     return MatchReport(merged=merged, indexed=sum(1 for n in new if n.keys))
 

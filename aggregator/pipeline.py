@@ -41,6 +41,7 @@ from sqlalchemy import URL
 
 from aggregator.clock import Clock
 from aggregator.dedupe.prepare import prepare_many
+from aggregator.errors import StorageError
 from aggregator.fetch import Fetcher
 from aggregator.ingest import Ingested, ingest, pack_digests, stored_digest
 from aggregator.metrics import Metrics
@@ -60,6 +61,8 @@ from aggregator.publish import render_all, story_window
 from aggregator.related import TEXT_KEYS
 from aggregator.settings import Settings
 from aggregator.store import relatedkeys
+from aggregator.store.bandprune import SLICE as PRUNE_SLICE
+from aggregator.store.bandprune import band_cutoff, prune_story_bands
 from aggregator.store.matching import MatchAfterApply
 from aggregator.store.recaps import RecapStore
 from aggregator.store.repo import Repository
@@ -71,6 +74,8 @@ T = TypeVar("T")
 OUTAGE_WINDOW_SECONDS = 60.0
 #: Stored items of a source whose (key, content hash) are sent along with a changed body.
 KNOWN_ITEMS = 500
+#: The story index is pruned after a run at most this often (per process).
+PRUNE_EVERY_SECONDS = 3600.0
 #: Poll-state-only plans written per transaction, at most.
 STATE_BATCH = 1000
 _QUIET = frozenset({"ok", "not_modified", "deferred"})  # outcomes logged at DEBUG only
@@ -224,6 +229,7 @@ class Pipeline:
         self.metrics = metrics
         self._pool_lock = asyncio.Lock()
         self._last_answer = float("-inf")  # monotonic time any publisher last answered
+        self._pruned_at = float("-inf")  # monotonic time the story index was last pruned
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aggregator-db")
         # the planner's reads of one source (what it has stored) run beside the writes, so a
         # body's parse does not wait behind other sources' inserts (WAL readers do not block
@@ -315,6 +321,7 @@ class Pipeline:
             report.render_seconds = time.perf_counter() - render_started
         if self.metrics is not None:
             await self._in_db(self.refresh_gauges)
+        await self._prune_story_index()
         report.seconds = time.perf_counter() - started
         if sources:
             log.info(
@@ -327,6 +334,23 @@ class Pipeline:
                 report.seconds,
             )
         return report
+
+    async def _prune_story_index(self) -> None:
+        """Drop band rows of stories past every matching window (``store.bandprune``), at
+        most once per ``PRUNE_EVERY_SECONDS`` per process; a failure is logged only."""
+        if time.monotonic() - self._pruned_at < PRUNE_EVERY_SECONDS:
+            return
+        self._pruned_at = time.monotonic()
+        cutoff = band_cutoff(self.clock.now(), self.settings.stories.window_days)
+        try:
+            deleted = await self._in_db(
+                prune_story_bands, self.repo.engine, cutoff, cutoff - PRUNE_SLICE
+            )
+        except StorageError as exc:
+            log.warning("pruning the story index failed: %s", exc)
+            return
+        if deleted:
+            log.info("pruned %d story-index rows of stories older than %s", deleted, cutoff)
 
     # ------------------------------------------------------------------ one source
 

@@ -769,3 +769,40 @@ def test_inserted_items_read_back_exactly_and_store_what_sqlalchemy_would(
             story_raw = conn.execute(text("SELECT created_at FROM stories LIMIT 1")).scalar()
         assert tuple(raw) == ("2026-11-28 08:30:05.123456", "2026-11-28 12:00:00.000000")
         assert story_raw == "2026-11-28 12:00:00.000000"
+
+
+def test_apply_batch_commits_good_plans_and_rolls_back_a_failing_one_alone(
+    repo: Repository,
+) -> None:
+    a, b, c = add(repo, "a"), add(repo, "b"), add(repo, "c")
+    for key in ("a", "b", "c"):
+        repo.claim_source(key, T0, "w1", 60)
+    bad = replace(item("b2"), title=None)  # type: ignore[arg-type]  # violates NOT NULL
+    hooked: list[int] = []
+    results = repo.apply_batch(
+        [
+            (plan(a, T0, ins("k1", item("a1")), ins("k2", item("a2"))), T0, None),
+            (plan(b, T0, ins("k1", item("b1")), ins("k2", bad)), T0, None),
+            (plan(c, T0, ins("k1", item("c1"))), T0, lambda conn: hooked.append(c)),
+        ],
+        owner="w1",
+    )
+    first, second, third = results
+    assert not isinstance(first, StorageError) and first.new == 2
+    assert isinstance(second, StorageError) and "apply update plan failed" in str(second)
+    assert not isinstance(third, StorageError) and third.new == 1 and hooked == [c]
+    assert count(repo, items) == 3  # b's good item went with its failing plan
+    states = {s.key: s for s in repo.list_sources()}
+    assert states["a"].status == "ok" and states["c"].status == "ok"
+    assert states["b"].status == "new" and states["b"].etag is None  # b untouched, still leased
+    assert repo.claim_source("b", T0, "w2", 60) is None
+    # a plan of the batch that raises something else fails alone too
+    boom = repo.apply_batch(
+        [
+            (plan(b, T0, ins("k9", item("b9"))), T0, lambda conn: 1 / 0),
+            (plan(c, T0, ins("k9", item("c9"))), T0, None),
+        ]
+    )
+    assert isinstance(boom[0], StorageError) and "ZeroDivisionError" in str(boom[0])
+    assert not isinstance(boom[1], StorageError) and boom[1].new == 1
+    assert count(repo, items) == 4

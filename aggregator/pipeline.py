@@ -76,8 +76,6 @@ OUTAGE_WINDOW_SECONDS = 60.0
 KNOWN_ITEMS = 500
 #: The story index is pruned after a run at most this often (per process).
 PRUNE_EVERY_SECONDS = 3600.0
-#: Item-writing plans applied per transaction on SQLite, at most (``_ItemWriter``).
-ITEM_BATCH = 32
 #: Poll-state-only plans written per transaction, at most.
 STATE_BATCH = 1000
 _QUIET = frozenset({"ok", "not_modified", "deferred"})  # outcomes logged at DEBUG only
@@ -138,59 +136,6 @@ class _StateWriter:
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)
-
-
-class _ItemWriter:
-    """Group commit for plans that write items, on SQLite.
-
-    ``write`` queues a plan (with its time and story-matching hook) and waits for its result.
-    One drain task applies everything queued, up to ``ITEM_BATCH`` plans, as one
-    ``Repository.apply_batch`` on the database thread: one transaction, a savepoint per plan,
-    so a failing plan fails alone. A SQLite commit writes every page its transaction dirtied
-    to the WAL, so the pages the sources of a batch share are written once, not once each.
-    PostgreSQL keeps one transaction per plan: replicas take row locks there, and one long
-    transaction per batch would hold them longer and in no common order.
-    """
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
-        self._queue: list[
-            tuple[UpdatePlan, datetime, MatchAfterApply | None, asyncio.Future[ApplyResult]]
-        ] = []
-        self._drainer: asyncio.Task[None] | None = None
-
-    async def write(
-        self, plan: UpdatePlan, now: datetime, matcher: MatchAfterApply | None
-    ) -> ApplyResult:
-        done: asyncio.Future[ApplyResult] = asyncio.get_running_loop().create_future()
-        self._queue.append((plan, now, matcher, done))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.create_task(self._drain())
-        return await done
-
-    async def _drain(self) -> None:
-        await asyncio.sleep(0)  # let the plans of this loop iteration join the first batch
-        pipeline = self._pipeline
-        while self._queue:
-            batch, self._queue = self._queue[:ITEM_BATCH], self._queue[ITEM_BATCH:]
-            try:
-                results = await pipeline._in_db(
-                    pipeline.repo.apply_batch,
-                    [(plan, now, matcher) for plan, now, matcher, _ in batch],
-                    pipeline.owner,
-                )
-            except Exception as exc:  # the commit failed: every plan of the batch did
-                for *_, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-                continue
-            for (*_, done), result in zip(batch, results, strict=True):
-                if done.done():
-                    continue
-                if isinstance(result, Exception):
-                    done.set_exception(result)
-                else:
-                    done.set_result(result)
 
 
 class _Batch:
@@ -295,8 +240,6 @@ class Pipeline:
             else self._db
         )
         self._states = _StateWriter(self)
-        sqlite = repo.engine.dialect.name == "sqlite"
-        self._items = _ItemWriter(self) if sqlite else None
         workers = getattr(parse_executor, "workers", None) or getattr(
             parse_executor, "_max_workers", None
         )
@@ -489,14 +432,10 @@ class Pipeline:
     async def _apply(
         self, plan: UpdatePlan, now: datetime, matcher: MatchAfterApply | None = None
     ) -> ApplyResult:
-        """Store ``plan``. One that writes items or moves the source's URL gets its own
-        transaction (PostgreSQL) or its own savepoint in a batch of such plans (SQLite,
-        ``_ItemWriter``); one that only changes the poll state is batched with other sources'
-        poll states (``_StateWriter``). ``matcher`` runs inside the plan's transaction or
-        savepoint (story matching: committed with the items)."""
+        """Store ``plan``: its own transaction when it writes items or moves the source's URL,
+        else batched with other sources' poll states (``_StateWriter``). ``matcher`` runs in
+        the apply's transaction (story matching: one commit per source)."""
         if plan.intents or plan.source_update.url:
-            if self._items is not None:
-                return await self._items.write(plan, now, matcher)
             return await self._in_db(self.repo.apply, plan, now, self.owner, matcher)
         await self._states.write(plan)
         return ApplyResult()

@@ -76,7 +76,6 @@ class CountingRepository(Repository):
 
     applies: ClassVar[int] = 0
     state_batches: ClassVar[list[int]] = []
-    item_batches: ClassVar[list[int]] = []
 
     def apply(self, plan: UpdatePlan, now: datetime, *args: Any, **kwargs: Any) -> ApplyResult:
         type(self).applies += 1
@@ -85,10 +84,6 @@ class CountingRepository(Repository):
     def write_source_states(self, plans: Any, owner: str | None = None) -> list[bool]:
         type(self).state_batches.append(len(plans))
         return super().write_source_states(plans, owner)
-
-    def apply_batch(self, batch: Any, owner: str | None = None) -> list[Any]:
-        type(self).item_batches.append(len(batch))
-        return super().apply_batch(batch, owner)
 
 
 def stored(pipeline: Pipeline) -> dict[str, str]:
@@ -353,28 +348,3 @@ async def test_planning_with_known_rows_equals_looking_everything_up(
     assert fast.intents == slow.intents
     summary = sorted((i.action, i.item.title) for i in fast.intents)
     assert summary == [("insert", "Title e"), ("update", "Title b"), ("update", "Title c")]
-
-
-async def test_sources_with_new_items_share_transactions_on_sqlite(
-    tmp_path: Path, db_url: str
-) -> None:
-    """On SQLite, plans that write items are applied several per transaction (a savepoint
-    each); on PostgreSQL each keeps its own transaction. Every item lands either way."""
-    with FeedServer() as server:
-        paths = [f"/f{i}.xml" for i in range(12)]
-        for i, path in enumerate(paths):
-            server.serve(path, rss((f"g{i}", f"body {i}"), (f"h{i}", f"more {i}")))
-        settings = settings_for(tmp_path, db_url, [server.url(p) for p in paths])
-        async with open_pipeline(settings, workers=0) as pipeline:
-            repo = CountingRepository(pipeline.repo.engine)
-            pipeline.repo = repo
-            CountingRepository.applies, CountingRepository.item_batches = 0, []
-            report = await pipeline.poll_all()
-            html = stored(pipeline)
-    assert report.new == 24 and len(html) == 24
-    if db_url.startswith("sqlite"):
-        assert CountingRepository.applies == 0
-        assert sum(CountingRepository.item_batches) == 12
-        assert len(CountingRepository.item_batches) < 12  # grouped, not one each
-    else:
-        assert CountingRepository.applies == 12 and CountingRepository.item_batches == []

@@ -66,7 +66,7 @@ from aggregator.model import (
 )
 from aggregator.settings import SourceConfig
 from aggregator.store.cards import cards_for
-from aggregator.store.db import read_connection, storage_errors, write_transaction
+from aggregator.store.db import read_connection, write_transaction
 from aggregator.store.entrycaches import read_entry_cache, write_entry_caches
 from aggregator.store.schema import UTCDateTime, items, snapshots, sources, stories, tombstones
 
@@ -900,34 +900,26 @@ class Repository:
         the items and their story index).
         """
         with self._write("apply update plan") as conn:
-            return _apply_plan(conn, plan, now, owner, then)
-
-    def apply_batch(
-        self,
-        batch: Sequence[tuple[UpdatePlan, datetime, Callable[[Connection], object] | None]],
-        owner: str | None = None,
-    ) -> list[ApplyResult | StorageError]:
-        """``apply`` for several plans in one transaction, each under its own savepoint.
-
-        A plan that fails (a database error or any other exception) is rolled back alone and
-        gets a ``StorageError`` in the result (the others are committed); if the commit itself
-        fails, the whole call raises. On
-        SQLite this is what a busy poll wants: a commit writes every page its transaction
-        dirtied to the WAL, and the pages the sources of one batch share (the tables' and
-        indexes' recent leaves, interior pages) are written once instead of once per source.
-        """
-        results: list[ApplyResult | StorageError] = []
-        with self._write("apply update plans") as conn:
-            for plan, now, then in batch:
-                try:
-                    with storage_errors(self._engine, "apply update plan"), conn.begin_nested():
-                        results.append(_apply_plan(conn, plan, now, owner, then))
-                except StorageError as exc:
-                    results.append(exc)
-                except Exception as exc:  # a bug tripped by one plan must not fail the others
-                    log.exception("applying the plan of source %s failed", plan.source_id)
-                    results.append(StorageError(f"apply update plan failed: {exc!r}"[:500]))
-        return results
+            sql = _sql(conn.dialect.name)
+            source_key = _write_source_update(conn, sql, plan, owner)
+            if source_key is None:  # tell a vanished source from a lost lease
+                source_key = conn.execute(sql.source_key, {"b_id": plan.source_id}).scalar()
+                if source_key is None:
+                    log.warning("source %s vanished before its update was applied", plan.source_id)
+                    return ApplyResult()
+                log.warning(
+                    "source %s: lease of %r lost, poll state not written (items were)",
+                    plan.source_id,
+                    owner,
+                )
+            if plan.entry_cache is not None:
+                write_entry_caches(conn, [(plan.source_id, plan.entry_cache)])
+            if not plan.intents:
+                return ApplyResult()
+            result = _apply_items(conn, sql, plan.source_id, source_key, plan.intents, now)
+            if then is not None and (result.new or result.updated):
+                then(conn)
+            return result
 
     def write_source_states(
         self, plans: Sequence[UpdatePlan], owner: str | None = None
@@ -1319,36 +1311,6 @@ def _apply_items(
     for chunk in _chunks(sorted(touched)):  # one sorted pass: fewer lock waits between replicas
         conn.execute(sql.touch_stories, {"b_values": chunk, "v_now": now})
     return ApplyResult(new=new, updated=len(updates) + len(late), new_stories=new_stories)
-
-
-def _apply_plan(
-    conn: Connection,
-    plan: UpdatePlan,
-    now: datetime,
-    owner: str | None,
-    then: Callable[[Connection], object] | None,
-) -> ApplyResult:
-    """The body of ``Repository.apply`` on an open write transaction."""
-    sql = _sql(conn.dialect.name)
-    source_key = _write_source_update(conn, sql, plan, owner)
-    if source_key is None:  # tell a vanished source from a lost lease
-        source_key = conn.execute(sql.source_key, {"b_id": plan.source_id}).scalar()
-        if source_key is None:
-            log.warning("source %s vanished before its update was applied", plan.source_id)
-            return ApplyResult()
-        log.warning(
-            "source %s: lease of %r lost, poll state not written (items were)",
-            plan.source_id,
-            owner,
-        )
-    if plan.entry_cache is not None:
-        write_entry_caches(conn, [(plan.source_id, plan.entry_cache)])
-    if not plan.intents:
-        return ApplyResult()
-    result = _apply_items(conn, sql, plan.source_id, source_key, plan.intents, now)
-    if then is not None and (result.new or result.updated):
-        then(conn)
-    return result
 
 
 def _existing_items(

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aggregator.model import Item
-from aggregator.urls import canonical_url
+from aggregator.normalize import identity_item
 
 DIGEST_BYTES = 16
 CACHE_VERSION = 1
@@ -126,21 +126,7 @@ class CachedEntry:
 
     def stub(self) -> Item:
         """The identity-only item (as ``normalize.entry_identity`` makes it)."""
-        return Item(
-            guid=self.guid,
-            url=self.url,
-            canonical_url=canonical_url(self.url),
-            title=self.title,
-            summary_html="",
-            content_html="",
-            text="",
-            author=None,
-            categories=(),
-            language=None,
-            published_at=None,
-            updated_at=None,
-            content_hash=self.content_hash,
-        )
+        return identity_item(self.guid, self.url, self.title, self.content_hash)
 
 
 @dataclass(frozen=True, slots=True)

@@ -149,8 +149,15 @@ def entry_identity(entry: ParsedEntry, feed: ParsedFeed, *, feed_url: str) -> It
         return None
     url = resolve_url(entry.link, feed.link, feed_url)
     raw = _cap(entry.content) or _cap(entry.summary) or ""
+    guid = (entry.guid.strip() or None) if entry.guid else None
+    return identity_item(guid, url, title, _content_hash(title, raw))
+
+
+def identity_item(guid: str | None, url: str | None, title: str, content_hash: str) -> Item:
+    """An identity-only ``Item``: the fields that identify an entry, the rest empty or unset
+    (``entry_identity``, and the entries an entry cache knows: ``aggregator.entrycache``)."""
     return Item(
-        guid=(entry.guid.strip() or None) if entry.guid else None,
+        guid=guid,
         url=url,
         canonical_url=canonical_url(url),
         title=title,
@@ -162,7 +169,7 @@ def entry_identity(entry: ParsedEntry, feed: ParsedFeed, *, feed_url: str) -> It
         language=None,
         published_at=None,
         updated_at=None,
-        content_hash=_content_hash(title, raw),
+        content_hash=content_hash,
     )
 
 

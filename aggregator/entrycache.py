@@ -41,11 +41,29 @@ CACHE_VERSION = 1
 #: Bigger caches are not kept (a feed of thousands of entries gains little and costs a lot).
 MAX_CACHED_ENTRIES = 2000
 
+# Every alternative also matches when its closing delimiter never comes (up to the end, \Z):
+# a lazy scan that fails would otherwise be retried from every later opener, quadratic in a
+# hostile body ("<!--" twenty thousand times took seconds). A token that ran to the end
+# without its delimiter means the body cannot be split (``_closed``).
 _TOKEN = re.compile(
-    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>|<(/?)(item|entry)(?=[\s/>])[^>]*>",
+    rb"<!--.*?(?:-->|\Z)|<!\[CDATA\[.*?(?:\]\]>|\Z)|<\?.*?(?:\?>|\Z)"
+    rb"|<(/?)(item|entry)(?=[\s/>])[^>]*(?:>|\Z)",
     re.DOTALL,
 )
-_ROOT = re.compile(rb"<!--.*?-->|<\?.*?\?>|<!DOCTYPE[^>\[]*(\[)?|<[A-Za-z_][^>]*>", re.DOTALL)
+_ROOT = re.compile(
+    rb"<!--.*?(?:-->|\Z)|<\?.*?(?:\?>|\Z)|<!DOCTYPE[^>\[]*(\[)?|<[A-Za-z_][^>]*(?:>|\Z)",
+    re.DOTALL,
+)
+_DELIMITERS = ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"), (b"<", b">"))
+
+
+def _closed(token: bytes) -> bool:
+    """Whether a token of ``_TOKEN``/``_ROOT`` ended with its own delimiter (and did not just
+    run to the end of the body)."""
+    for opener, closer in _DELIMITERS:
+        if token.startswith(opener):
+            return len(token) >= len(opener) + len(closer) and token.endswith(closer)
+    return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +82,8 @@ def _context(body: bytes, url: str, content_type: str) -> bytes | None:
             if match.group(1):  # an internal subset can define entities used in entries
                 return None
             continue
+        if not _closed(text):
+            return None
         if text.startswith((b"<!--", b"<?")):
             continue
         head = body[: match.end()]
@@ -80,6 +100,8 @@ def split_entries(body: bytes, url: str, content_type: str = "") -> Spans | None
     spans: list[tuple[int, int]] = []
     start = -1
     for match in _TOKEN.finditer(body):
+        if not _closed(match.group(0)):
+            return None  # unterminated: nothing after it can be split with certainty
         name = match.group(2)
         if name is None:
             continue  # a comment, CDATA section or processing instruction

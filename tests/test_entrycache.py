@@ -9,6 +9,7 @@ it did parse are the very items a full ingest makes.
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -193,3 +194,22 @@ def test_corpus_feeds_ingest_the_same_with_a_cache(path: Path) -> None:
         fresh.items[i] for i in range(len(fresh.items)) if i not in cached.stubs
     ]
     assert cached.mean_gap == fresh.mean_gap
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b"<!--" * 200_000, b"<![CDATA[" * 100_000, b"<?" * 400_000, b"<item " * 200_000],
+    ids=["comments", "cdata", "instructions", "open-tags"],
+)
+def test_unterminated_markup_is_refused_in_linear_time(tail: bytes) -> None:
+    """Hostile bodies full of openers that never close: the split gives up after one scan
+    (a lazy regex retried from every opener took seconds for 80 KB)."""
+    body = rss(item("a")).replace(b"</channel></rss>", tail)
+    started = time.perf_counter()
+    assert split_entries(body, URL) is None
+    assert time.perf_counter() - started < 1.0, "quadratic scan"
+
+
+def test_an_unterminated_comment_ending_in_a_tag_is_not_taken_as_closed() -> None:
+    body = rss(item("a"), item("b")).replace(b"</channel></rss>", b"<!-- never closed </rss>")
+    assert split_entries(body, URL) is None

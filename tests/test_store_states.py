@@ -133,7 +133,7 @@ def test_many_states_in_one_call(repo: Repository) -> None:
     assert state(repo, "s1199").next_check_at == T0 + timedelta(minutes=10 + 1199 % 60)
 
 
-def test_recent_item_hashes_newest_first(repo: Repository) -> None:
+def test_known_items_are_the_newest_first(repo: Repository) -> None:
     sid, other = add(repo, "a"), add(repo, "b")
 
     def item(n: int) -> Item:
@@ -147,6 +147,10 @@ def test_recent_item_hashes_newest_first(repo: Repository) -> None:
     for n in range(5):
         repo.apply(UpdatePlan(sid, update(n), (ItemIntent("insert", f"k{n}", item(n)),)), T0)
     repo.apply(UpdatePlan(other, update(9), (ItemIntent("insert", "k9", item(9)),)), T0)
-    assert repo.recent_item_hashes(sid, 3) == [("k4", "h4"), ("k3", "h3"), ("k2", "h2")]
-    assert len(repo.recent_item_hashes(sid, 100)) == 5
-    assert repo.recent_item_hashes(sid, 0) == []
+
+    def recent(source: int, limit: int) -> list[tuple[str, str]]:
+        return [(e.item_key, e.content_hash) for e in repo.known_items(source, limit)[0]]
+
+    assert recent(sid, 3) == [("k4", "h4"), ("k3", "h3"), ("k2", "h2")]
+    assert len(recent(sid, 100)) == 5
+    assert recent(sid, 0) == []

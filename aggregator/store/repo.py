@@ -964,17 +964,6 @@ class Repository:
             write_entry_caches(conn, [(i, c) for i, c in caches.items() if i in writable])
         return written
 
-    def entry_cache(self, source_id: int) -> bytes | None:
-        """The source's entry cache (``aggregator.entrycache``), or None."""
-        with self._read("read entry cache") as conn:
-            return read_entry_cache(conn, source_id)
-
-    def recent_item_hashes(self, source_id: int, limit: int) -> list[tuple[str, str]]:
-        """``(item_key, content_hash)`` of the ``limit`` most recently inserted items of a source
-        (what a changed body of its feed most likely repeats)."""
-        with self._read("read recent item hashes") as conn:
-            return [(e.item_key, e.content_hash) for e in _recent_items(conn, source_id, limit)]
-
     # ------------------------------------------------------------------ reading stories
 
     def recent_stories(self, since: datetime, limit: int) -> list[StoryRecord]:

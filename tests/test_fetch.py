@@ -608,4 +608,9 @@ async def test_server_route_without_validators_never_answers_304(
         assert "content-encoding" not in first.headers
     logged = server.requests(path)
     assert [r.status for r in logged] == [200]
+    # ``finished`` is set by the server thread after the last byte went out, which can be
+    # just after the client already holds the response: wait for it rather than race it.
+    deadline = time.monotonic() + 5.0
+    while logged[0].finished is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     assert logged[0].finished is not None and logged[0].finished >= logged[0].started

@@ -92,11 +92,12 @@ def render_all(
     ``recaps`` maps edition names to their newest stored recap (``RecapStore.latest``).
     """
     cards = {s.public_id: s.card for s in stories if s.card is not None}
+    feeds = [build_edition(cfg, stories, base_url=base_url, now=now) for cfg in editions]
     most = max((cfg.related for cfg in editions), default=0)
-    related = related_updates(stories, now=now, limit=most) if most > 0 else {}
+    shown = {entry.id for feed in feeds for entry in feed.entries}
+    related = related_updates(stories, now=now, limit=most, only=shown) if most > 0 else {}
     snaps: list[Snapshot] = []
-    for cfg in editions:
-        feed = build_edition(cfg, stories, base_url=base_url, now=now)
+    for cfg, feed in zip(editions, feeds, strict=True):
         feed = attach(
             feed,
             cards=cards,

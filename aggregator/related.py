@@ -30,7 +30,7 @@ import json
 import re
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -260,8 +260,13 @@ def related_updates(
     *,
     now: datetime,
     limit: int = DEFAULT_LIMIT,
+    only: Collection[str] | None = None,
 ) -> dict[str, tuple[RelatedRef, ...]]:
     """``{public_id: up to limit related earlier stories, best first}`` for every story.
+
+    ``only``: score just these stories (the ones the editions export; every story still counts
+    as a candidate). An edition shows a few hundred of the thousands of stories in the window,
+    and scoring is most of the cost.
 
     Earlier means published strictly before (ties broken by public id, so the relation is
     acyclic and deterministic). Best first: higher shared-key score, then the more recent one.
@@ -282,6 +287,8 @@ def related_updates(
     }
     result: dict[str, tuple[RelatedRef, ...]] = {}
     for position, story in enumerate(ordered):
+        if only is not None and story.public_id not in only:
+            continue
         scores: dict[int, float] = {}
         for key in story.keys:
             plist, w = postings[key], weight[key]

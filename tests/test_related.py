@@ -224,3 +224,19 @@ def test_stored_keys_spare_a_fresh_process_the_tokenizing(repo: Repository) -> N
     first.get(("something new",), "")
     assert relatedkeys.persist(repo.engine, first, later) == 1
     assert relatedkeys.preload(repo.engine, TextKeyCache(), stories) == 0
+
+
+def test_only_scores_the_named_stories_against_every_candidate() -> None:
+    rng = random.Random(7)
+    names = ["NVIDIA", "Tencent", "Alibaba", "DeepSeek", "Xiaomi", "Huawei"]
+    stories = [
+        story(n, f"{' '.join(rng.sample(names, 2))} update {n % 5}", 200 - n) for n in range(1, 120)
+    ]
+    full = related_updates(stories, now=NOW)
+    shown = {s.public_id for s in stories[-10:]}
+    part = related_updates(stories, now=NOW, only=shown)
+    assert set(part) <= shown
+    # the named stories relate to exactly what they relate to without ``only`` (candidates
+    # outside ``only`` included), and some of those candidates are outside it
+    assert part == {k: v for k, v in full.items() if k in shown}
+    assert any(ref.id not in shown for refs in part.values() for ref in refs)

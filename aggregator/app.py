@@ -18,6 +18,7 @@ from sqlalchemy.engine import Engine
 from aggregator.clock import Clock, SystemClock
 from aggregator.fetch import Fetcher
 from aggregator.metrics import Metrics
+from aggregator.netguard import DestinationPolicy
 from aggregator.parsepool import LazyProcessPool
 from aggregator.pipeline import Pipeline
 from aggregator.settings import Settings
@@ -70,7 +71,8 @@ async def open_pipeline(
     if executor is not None and warm:
         executor.warm_up()
     try:
-        async with Fetcher(settings.fetch) as fetcher:
+        policy = DestinationPolicy.from_settings(settings)
+        async with Fetcher(settings.fetch, policy=policy) as fetcher:
             pipeline = Pipeline(
                 settings,
                 repo,

@@ -42,6 +42,7 @@ import httpx
 from aggregator.clock import Clock, SystemClock
 from aggregator.hosts import HostHeld, HostLimiter
 from aggregator.model import Fetched, FetchFailed, FetchResult, NotModified
+from aggregator.netguard import DestinationPolicy, DestinationRefused, GuardedResolver
 from aggregator.schedule import parse_retry_after
 from aggregator.settings import FetchSettings
 
@@ -75,6 +76,7 @@ ERROR_CLASSES = (
     "http_<code>",
     "internal",
     "deferred",
+    "forbidden_address",
 )
 
 ACCEPT = (
@@ -243,7 +245,11 @@ def classify_exception(exc: BaseException) -> tuple[str, str]:
     coarsely (a server disconnect arrives as ``httpx.ConnectTimeout``).
     """
     text = str(exc) or type(exc).__name__
-    for cause in _chain(exc):
+    chain = _chain(exc)
+    refused = next((c for c in chain if isinstance(c, DestinationRefused)), None)
+    if refused is not None:  # aiohttp reports a resolver's refusal as a DNS error
+        return "forbidden_address", str(refused)
+    for cause in chain:
         if isinstance(cause, socket.gaierror) or (
             aiohttp is not None and isinstance(cause, aiohttp.ClientConnectorDNSError)
         ):
@@ -310,14 +316,20 @@ def _ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _aiohttp_transport(settings: FetchSettings) -> httpx.AsyncBaseTransport:
-    """The fast default: httpx-aiohttp over one aiohttp session without a cookie jar."""
+def _aiohttp_transport(
+    settings: FetchSettings, policy: DestinationPolicy | None = None
+) -> httpx.AsyncBaseTransport:
+    """The fast default: httpx-aiohttp over one aiohttp session without a cookie jar; with a
+    ``policy``, its resolver drops the addresses the policy refuses."""
     assert aiohttp is not None and AiohttpTransport is not None
     ssl_context = _ssl_context()
     limit = max(settings.concurrency, 1)
 
     def session() -> aiohttp.ClientSession:
-        connector = aiohttp.TCPConnector(limit=limit, ssl=ssl_context, ttl_dns_cache=300)
+        resolver = GuardedResolver(policy) if policy is not None else None
+        connector = aiohttp.TCPConnector(
+            limit=limit, ssl=ssl_context, ttl_dns_cache=300, resolver=resolver
+        )
         return aiohttp.ClientSession(
             connector=connector, cookie_jar=aiohttp.DummyCookieJar(), trust_env=False
         )
@@ -352,14 +364,21 @@ class Fetcher:
         backend: Backend = DEFAULT_BACKEND,
         limiter: HostLimiter | None = None,
         clock: Clock | None = None,
+        policy: DestinationPolicy | None = None,
     ) -> None:
+        """``policy``: where connections may go (``aggregator.netguard``); None connects
+        anywhere (tests, and callers that checked the URL themselves)."""
         self.settings = settings
+        self.policy = policy
+        # names are checked before sending only where no resolver of ours sees them
+        self._check_names = False
         if transport is None:
             if backend == "aiohttp" and AiohttpTransport is not None:
-                transport = _aiohttp_transport(settings)
+                transport = _aiohttp_transport(settings, policy)
             else:
                 backend = "httpx"
                 transport = _httpx_transport(settings)
+                self._check_names = policy is not None
         self.backend = backend
         self._transport = transport
         self.limiter = limiter or HostLimiter(
@@ -408,6 +427,7 @@ class Fetcher:
         started = time.perf_counter()
         try:
             target = _parse_url(url)
+            self._check_literal(target)
         except _Failure as failure:
             return self._failed(url, failure, started)
         headers = dict(self._headers)
@@ -467,6 +487,8 @@ class Fetcher:
         hops = 0
         permanent = True
         while True:
+            if self._check_names and self.policy is not None:
+                await self.policy.check_name(target.host)
             request = httpx.Request("GET", target, headers=headers, extensions=self._extensions)
             response = await self._client.send(request, stream=True)
             try:
@@ -526,7 +548,15 @@ class Fetcher:
         if key in seen:
             raise _Failure("redirect_loop", f"redirect loop back to {key}", status_code=code)
         seen.add(key)
+        self._check_literal(target)
         return target
+
+    def _check_literal(self, target: httpx.URL) -> None:
+        """Refuse a literal-IP host the policy does not allow (names: see ``GuardedResolver``)."""
+        if self.policy is not None:
+            problem = self.policy.literal_problem(target.host)
+            if problem is not None:
+                raise _Failure("forbidden_address", f"{target}: {problem}")
 
     async def _read_body(self, response: httpx.Response, headers: dict[str, str]) -> bytes:
         """Stream the raw body, inflating it under the size cap."""

@@ -30,6 +30,7 @@ import hashlib
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -102,14 +103,17 @@ class _Slot:
 class _StateWriter:
     """Group commit for plans that only change a source's poll state.
 
-    ``write`` queues a plan and waits until it is stored. One drain task writes everything
-    queued as one ``Repository.write_source_states`` call on the database thread; plans that
-    arrive meanwhile form the next batch. A failed batch fails each of its plans' ``write``.
+    ``write`` queues a plan and waits until it is stored. One drain task writes what is queued
+    as one ``Repository.write_source_states`` call on the database thread. The batch is taken
+    when that thread starts the call, not when the call is queued behind other sources'
+    applies: the plans that arrived meanwhile go with it (fewer, larger transactions). A failed
+    batch fails each of its plans' ``write``.
     """
 
     def __init__(self, pipeline: Pipeline) -> None:
         self._pipeline = pipeline
-        self._queue: list[tuple[UpdatePlan, asyncio.Future[None]]] = []
+        # appended to on the event loop, taken from on the database thread (deque: both safe)
+        self._queue: deque[tuple[UpdatePlan, asyncio.Future[None]]] = deque()
         self._drainer: asyncio.Task[None] | None = None
 
     async def write(self, plan: UpdatePlan) -> None:
@@ -119,15 +123,24 @@ class _StateWriter:
             self._drainer = asyncio.create_task(self._drain())
         await done
 
+    def _take(self) -> list[tuple[UpdatePlan, asyncio.Future[None]]]:
+        batch: list[tuple[UpdatePlan, asyncio.Future[None]]] = []
+        while self._queue and len(batch) < STATE_BATCH:
+            batch.append(self._queue.popleft())
+        return batch
+
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # let the plans of this loop iteration join the first batch
         pipeline = self._pipeline
         while self._queue:
-            batch, self._queue = self._queue[:STATE_BATCH], self._queue[STATE_BATCH:]
+            batch: list[tuple[UpdatePlan, asyncio.Future[None]]] = []
+
+            def write(batch: list[tuple[UpdatePlan, asyncio.Future[None]]] = batch) -> None:
+                batch.extend(self._take())
+                pipeline.repo.write_source_states([p for p, _ in batch], pipeline.owner)
+
             try:
-                await pipeline._in_db(
-                    pipeline.repo.write_source_states, [p for p, _ in batch], pipeline.owner
-                )
+                await pipeline._in_db(write)
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():

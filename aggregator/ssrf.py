@@ -15,8 +15,9 @@ IPv6 forms that embed an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-comp
 address they carry, so ``::ffff:127.0.0.1`` is loopback and NAT64 of a public address (what an
 IPv6-only container's DNS64 hands out) is public.
 
-This check runs when a source is added. It does not cover a publisher that later redirects to,
-or re-resolves to, an internal address (DNS rebinding); that needs a check at connect time.
+This check runs when a source is added, so the caller hears at once why a URL is refused. A
+publisher that later redirects to, or re-resolves to, an internal address (DNS rebinding) is
+refused at connect time by :mod:`aggregator.netguard`, with the same address rules.
 """
 
 from __future__ import annotations
@@ -158,7 +159,8 @@ def resolve_host(host: str) -> list[str]:
     return list(seen)
 
 
-def _parse_address(text: str) -> Address | None:
+def parse_address(text: str) -> Address | None:
+    """``text`` as an IP address, or None when it is not one (a host name)."""
     try:
         return ip_address(text)
     except ValueError:
@@ -187,7 +189,7 @@ def check_source_url(
         raise SourceURLRejected(f"source URL {url!r}: only http and https URLs can be polled")
     if not host:
         raise SourceURLRejected(f"source URL {url!r} has no host")
-    literal = _parse_address(host)
+    literal = parse_address(host)
     if literal is not None:
         addresses: list[Address] = [literal]
     else:
@@ -195,7 +197,7 @@ def check_source_url(
             resolved = list(resolve(host))
         except OSError as exc:
             raise SourceURLRejected(f"host {host!r} does not resolve: {exc}") from exc
-        addresses = [a for a in (_parse_address(text) for text in resolved) if a is not None]
+        addresses = [a for a in (parse_address(text) for text in resolved) if a is not None]
         if not addresses:
             raise SourceURLRejected(f"host {host!r} does not resolve to any IP address")
     for address in addresses:

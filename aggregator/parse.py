@@ -524,11 +524,29 @@ def _feedparse(body: bytes, fp_headers: dict[str, str]) -> Any:
         raise ParseError(f"feedparser failed: {type(exc).__name__}: {exc}") from exc
 
 
+_SPACE_BEFORE_DECLARATION = re.compile(rb"(\xef\xbb\xbf)?[ \t\r\n]+(?=<\?xml[ \t\r\n])")
+
+
+def trim_before_declaration(body: bytes) -> bytes:
+    """``body`` without whitespace before its XML declaration (a UTF-8 BOM is kept).
+
+    XML allows nothing before ``<?xml``, yet some publishers (a stray newline from a WordPress
+    plugin or theme is the classic case) send a blank line first. feedparser then falls back to
+    its loose parser and flags the feed ill-formed, which also keeps it out of the entry cache
+    (a full parse on every change). Readers accept such feeds; so do we, strictly parsed.
+    """
+    if body[:1].isspace() or (body.startswith(b"\xef\xbb\xbf") and body[3:4].isspace()):
+        match = _SPACE_BEFORE_DECLARATION.match(body)
+        if match is not None:
+            return (match.group(1) or b"") + body[match.end() :]
+    return body
+
+
 def _parse_xml(
     body: bytes, headers: dict[str, str], url: str, skip: Container[bytes] | None = None
 ) -> ParsedFeed:
     _install_speedups()
-    body, headers = repair_encoding(body, headers)
+    body, headers = repair_encoding(trim_before_declaration(body), headers)
     _check_entities(body)
     location = headers.get("content-location")
     doc_base = urljoin(url, location) if location else url

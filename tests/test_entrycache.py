@@ -213,3 +213,21 @@ def test_unterminated_markup_is_refused_in_linear_time(tail: bytes) -> None:
 def test_an_unterminated_comment_ending_in_a_tag_is_not_taken_as_closed() -> None:
     body = rss(item("a"), item("b")).replace(b"</channel></rss>", b"<!-- never closed </rss>")
     assert split_entries(body, URL) is None
+
+
+@pytest.mark.parametrize("prefix", [b"\n", b"\r\n\r\n  ", b"\xef\xbb\xbf\n"])
+def test_blank_lines_before_the_declaration_parse_strictly_and_are_cached(prefix: bytes) -> None:
+    """The WordPress stray-newline bug: XML forbids anything before ``<?xml``; feedparser would
+    call it ill-formed (loose parse, no entry cache). Trimmed, it parses as the clean feed."""
+    clean = (
+        b'<?xml version="1.0" encoding="utf-8"?>\n<rss version="2.0"><channel><title>T</title>'
+        b"<item><guid>a</guid><title>One</title></item>"
+        b"<item><guid>b</guid><title>Two &amp; more</title></item></channel></rss>"
+    )
+    strict = parse_feed(clean, HEADERS, URL)
+    sloppy = parse_feed(prefix + clean, HEADERS, URL)
+    assert strict.warning is None and sloppy.warning is None
+    assert len(strict.entries) == 2 and sloppy.entries == strict.entries
+    assert len(sloppy.entry_digests) == 2  # cacheable, like the clean feed
+    # text before the declaration is still an error, not something to trim away
+    assert parse_feed(b"junk" + clean, HEADERS, URL).warning is not None

@@ -95,6 +95,8 @@ class DestinationPolicy:
     def literal_problem(self, host: str) -> str | None:
         """``problem`` for a host that is a literal IP address; None for a name (the resolver
         checks names)."""
+        if self.trusts(host):  # the common case, checked first: no address parsing per fetch
+            return None
         bare = host.strip("[]")
         return self.problem(host, bare) if parse_address(bare) is not None else None
 

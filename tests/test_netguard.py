@@ -19,24 +19,13 @@ from aggregator.config import load_settings
 from aggregator.fetch import Fetcher, classify_exception
 from aggregator.model import Fetched, FetchFailed
 from aggregator.netguard import DestinationPolicy, DestinationRefused, GuardedResolver
-from aggregator.settings import FetchSettings
 from aggregator.ssrf import ALLOW_SETTING
 from tests.servers import FeedServer, redirect, running_server
+from tests.test_fetch import SETTINGS  # the fetcher tests' short timeouts and caps
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?>
 <rss version="2.0"><channel><title>t</title><item><guid>1</guid><title>x</title></item>
 </channel></rss>"""
-SETTINGS = FetchSettings(
-    user_agent="aggregator-test/1",
-    connect_timeout=2.0,
-    read_timeout=2.0,
-    total_timeout=3.0,
-    max_body_bytes=256 * 1024,
-    max_redirects=5,
-    concurrency=8,
-    per_host_concurrency=4,
-    per_host_delay=0.0,
-)
 
 feed_server = pytest.fixture(running_server, name="feed_server", scope="module")
 
@@ -140,33 +129,41 @@ def test_a_refusal_is_classified_as_forbidden_address_whatever_wraps_it() -> Non
 # --------------------------------------------------------------------------- the fetcher
 
 
+async def _fetch(backend: str, policy: DestinationPolicy | None, *urls: str) -> list[object]:
+    """Fetch ``urls`` in turn with one fetcher guarded by ``policy``."""
+    async with Fetcher(SETTINGS, backend=backend, policy=policy) as fetcher:  # type: ignore[arg-type]
+        return [await fetcher.fetch(url) for url in urls]
+
+
+def _redirect_via(server: FeedServer, name: str, host: str, code: int = 302) -> str:
+    """Serve the feed at ``/guard/NAME-final`` and, at ``/guard/NAME-start``, a redirect to it
+    spelled with ``host``; returns the start URL (on 127.0.0.1)."""
+    server.serve(f"/guard/{name}-final", RSS)
+    final = server.url(f"/guard/{name}-final", host=host)
+    server.handle(f"/guard/{name}-start", redirect(final, code))
+    return server.url(f"/guard/{name}-start")
+
+
 @needs_localhost
 async def test_redirect_to_an_untrusted_name_of_an_internal_address_is_refused(
     server: FeedServer, backend: str
 ) -> None:
-    server.serve("/guard/final", RSS)
-    server.handle("/guard/start", redirect(server.url("/guard/final", host="localhost"), 302))
+    start = _redirect_via(server, "name", "localhost")
     policy = DestinationPolicy.for_urls([server.url("/")])  # trusts 127.0.0.1 only
-    async with Fetcher(SETTINGS, backend=backend, policy=policy) as fetcher:  # type: ignore[arg-type]
-        result = await fetcher.fetch(server.url("/guard/start"))
-        trusted = await fetcher.fetch(server.url("/guard/final"))
+    result, trusted = await _fetch(backend, policy, start, server.url("/guard/name-final"))
     assert isinstance(result, FetchFailed), result
     assert result.error_class == "forbidden_address"
     assert "localhost resolves to 127.0.0.1" in result.message and ALLOW_SETTING in result.message
-    assert server.statuses("/guard/final") == [200]  # only the trusted fetch got there
+    assert server.statuses("/guard/name-final") == [200]  # only the trusted fetch got there
     assert isinstance(trusted, Fetched)
 
 
 async def test_redirect_to_an_untrusted_literal_address_is_refused_before_connecting(
     server: FeedServer, backend: str
 ) -> None:
-    server.serve("/guard/literal-final", RSS)
-    server.handle(
-        "/guard/literal-start", redirect(server.url("/guard/literal-final", host="127.0.0.2"), 301)
-    )
+    start = _redirect_via(server, "literal", "127.0.0.2", 301)
     policy = DestinationPolicy.for_urls([server.url("/")])
-    async with Fetcher(SETTINGS, backend=backend, policy=policy) as fetcher:  # type: ignore[arg-type]
-        result = await fetcher.fetch(server.url("/guard/literal-start"))
+    (result,) = await _fetch(backend, policy, start)
     assert isinstance(result, FetchFailed), result
     assert result.error_class == "forbidden_address"
     assert "127.0.0.2 is a loopback address" in result.message
@@ -177,12 +174,10 @@ async def test_redirect_to_an_untrusted_literal_address_is_refused_before_connec
 async def test_allowed_networks_and_no_policy_let_the_redirect_through(
     server: FeedServer, backend: str
 ) -> None:
-    server.serve("/guard/ok-final", RSS)
-    server.handle("/guard/ok-start", redirect(server.url("/guard/ok-final", host="localhost"), 302))
+    start = _redirect_via(server, "ok", "localhost")
     allowed = DestinationPolicy.for_urls([server.url("/")], ["127.0.0.0/8"])
     for policy in (allowed, None):
-        async with Fetcher(SETTINGS, backend=backend, policy=policy) as fetcher:  # type: ignore[arg-type]
-            result = await fetcher.fetch(server.url("/guard/ok-start"))
+        (result,) = await _fetch(backend, policy, start)
         assert isinstance(result, Fetched), result
 
 
@@ -193,15 +188,14 @@ async def test_the_daemons_pipeline_refuses_a_redirect_off_its_configured_hosts(
     """open_pipeline builds the policy from the config: its sources' hosts are trusted, a
     redirect elsewhere inside the network fails that source only, with a clear error."""
     server.serve("/guard/p-good", RSS)
-    server.serve("/guard/p-final", RSS)
-    server.handle("/guard/p-bad", redirect(server.url("/guard/p-final", host="localhost"), 302))
+    bad = _redirect_via(server, "p", "localhost")
     lines = [
         f'database_url = "sqlite:///{tmp_path / "db.sqlite"}"',
         "[fetch]",
         "per_host_delay = 0.0",
     ]
-    for key, path in (("good", "/guard/p-good"), ("bad", "/guard/p-bad")):
-        lines += ["[[sources]]", f'key = "{key}"', f'url = "{server.url(path)}"']
+    for key, url in (("good", server.url("/guard/p-good")), ("bad", bad)):
+        lines += ["[[sources]]", f'key = "{key}"', f'url = "{url}"']
     lines += ["[[editions]]", 'name = "all"', 'title = "All"']
     config = tmp_path / "agg.toml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")

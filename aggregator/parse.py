@@ -23,6 +23,7 @@ subset itself and rejects oversized, nested or markup-bearing entity values firs
 
 from __future__ import annotations
 
+import copy
 import html
 import io
 import json
@@ -38,6 +39,7 @@ import feedparser
 import feedparser.mixin
 import feedparser.namespaces._base
 import feedparser.urls
+import feedparser.util
 
 from aggregator.charset import repair_encoding
 from aggregator.entrycache import split_entries, without
@@ -67,6 +69,71 @@ def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+#: Keys ``FeedParserDict`` treats specially (computed or aliased): they keep the slow path.
+_FPD_SPECIAL = frozenset({"category", "enclosures", "license", "updated", "updated_parsed"})
+#: Values a ``deepcopy`` returns as they are.
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _fast_dict_methods(cls: type[dict[str, Any]]) -> dict[str, Callable[..., Any]]:
+    """``__getitem__``, ``get`` and ``__contains__`` for ``FeedParserDict`` that answer a plain
+    key (neither special nor in ``keymap``) straight from the dict.
+
+    feedparser's own versions run a chain of key comparisons and a keymap lookup on every
+    access, and ``get`` of a missing key raises and catches a ``KeyError``: about 80 calls per
+    entry, an eighth of a parse. For a plain key each of them is exactly the ``dict`` method
+    (``realkey == key``, then ``dict.__getitem__``), so the fast path changes no answer; any
+    other key goes to the original method.
+    """
+    slow_getitem, slow_get, slow_contains = cls.__getitem__, cls.get, cls.__contains__
+    slow = _FPD_SPECIAL | frozenset(cls.keymap)  # type: ignore[attr-defined]
+    dict_getitem, dict_get, dict_contains = dict.__getitem__, dict.get, dict.__contains__
+
+    def __getitem__(self: dict[str, Any], key: str) -> Any:
+        return slow_getitem(self, key) if key in slow else dict_getitem(self, key)
+
+    def get(self: dict[str, Any], key: str, default: Any = None) -> Any:
+        return slow_get(self, key, default) if key in slow else dict_get(self, key, default)
+
+    def __contains__(self: dict[str, Any], key: object) -> bool:
+        return slow_contains(self, key) if key in slow else dict_contains(self, key)
+
+    fast = {"__getitem__": __getitem__, "get": get, "__contains__": __contains__}
+    for method, original in zip(
+        fast.values(), (slow_getitem, slow_get, slow_contains), strict=True
+    ):
+        method.__wrapped__ = original  # type: ignore[attr-defined]  # for tests: the reference
+    return fast
+
+
+class _CopyModule:
+    """Stands in for the ``copy`` module inside ``feedparser.mixin``, which deep-copies the
+    current content parameters (``type``, ``language``, ``base``, ``base64``: strings, None
+    and a bool) for every title, summary and content element.
+
+    For a ``FeedParserDict`` of such atoms, a deep copy is a new ``FeedParserDict`` with the same
+    items set one by one (what ``copy.deepcopy`` does for a dict subclass, through its
+    ``__setitem__``); built directly it costs a tenth. Anything else goes to ``copy.deepcopy``.
+    """
+
+    copy = staticmethod(copy.copy)
+
+    @staticmethod
+    def deepcopy(x: Any, memo: dict[int, Any] | None = None) -> Any:
+        cls = feedparser.util.FeedParserDict
+        if (
+            memo is None
+            and type(x) is cls
+            and not x.__dict__
+            and all(type(v) in _ATOMS for v in dict.values(x))
+        ):
+            y = cls()
+            for key, value in dict.items(x):
+                y[key] = value
+            return y
+        return copy.deepcopy(x, memo)
+
+
 def _install_speedups() -> None:
     """Make two hot spots of feedparser cheaper without changing what it returns.
 
@@ -81,6 +148,9 @@ def _install_speedups() -> None:
       with any non-ASCII character in it (a curly quote is enough). The same mapping as a
       128 KB string indexed by code point (identity except U+0080-U+009F; beyond the BMP an
       ``IndexError`` leaves the character as the dict miss did) takes 23-45 us.
+    * ``FeedParserDict`` lookups of plain keys go straight to ``dict`` (``_fast_dict_methods``)
+      and deep copies of content parameters are built directly (``_CopyModule``): about a
+      fifth of what remains of a parse, with the same results.
 
     Installed once per process, on the names feedparser's modules look up at call time, by
     the first parse (a process that never parses, like the daemon with parse workers, does
@@ -95,6 +165,9 @@ def _install_speedups() -> None:
     feedparser.mixin._urljoin = join
     feedparser.mixin.make_safe_absolute_uri = safe
     feedparser.namespaces._base.make_safe_absolute_uri = safe
+    for name, method in _fast_dict_methods(feedparser.util.FeedParserDict).items():
+        setattr(feedparser.util.FeedParserDict, name, method)
+    feedparser.mixin.copy = _CopyModule
     feedparser.mixin._aggregator_cached = True
 
 

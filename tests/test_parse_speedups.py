@@ -7,8 +7,13 @@ computation it replaces.
 
 from __future__ import annotations
 
+import copy
+from pathlib import Path
+
+import feedparser
 import feedparser.mixin
 import feedparser.urls
+import feedparser.util
 import httpx
 import pytest
 from feedparser.html import _cp1252
@@ -122,3 +127,84 @@ def test_cp1252_table_translates_like_the_dict() -> None:
 def test_fetch_header_dict_matches_httpx(raw: list[tuple[bytes, bytes]]) -> None:
     headers = httpx.Headers(raw)
     assert _plain_headers(headers) == dict(headers.items())
+
+
+# --------------------------------------------------------------------------- feedparser itself
+
+SHARED_CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "corpus"
+FIXTURES = Path(__file__).resolve().parent / "data" / "feeds"
+
+
+def _feed_files() -> list[Path]:
+    files = sorted(p for p in FIXTURES.iterdir() if p.is_file())
+    if SHARED_CORPUS.is_dir():  # a user's clone has no ../shared: the fixtures alone then
+        files += sorted(p for p in SHARED_CORPUS.rglob("*") if p.is_file() and p.suffix != ".md")
+    return files
+
+
+def _plain(value: object) -> object:
+    """A feedparser result as plain data (exceptions by type and text), for comparing runs."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in dict.items(value)} | {"__type": type(value).__name__}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, BaseException):
+        return f"{type(value).__name__}: {value}"
+    return value
+
+
+def test_feedparser_results_are_unchanged_by_the_dict_and_copy_shortcuts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every fixture (and, when present, every file of ../shared/corpus) parses to the same
+    result, key for key, with feedparser's own ``FeedParserDict`` methods and ``copy``."""
+    _install_speedups()
+    fast = {p: _plain(feedparser.parse(p.read_bytes())) for p in _feed_files()}
+    fpd = feedparser.util.FeedParserDict
+    for name in ("__getitem__", "get", "__contains__"):
+        original = vars(fpd)[name].__wrapped__  # feedparser's own method
+        assert original.__module__ == "feedparser.util"
+        monkeypatch.setattr(fpd, name, original)
+    monkeypatch.setattr(feedparser.mixin, "copy", copy)
+    slow = {p: _plain(feedparser.parse(p.read_bytes())) for p in fast}
+    assert len(fast) >= 10
+    assert sum(1 for r in slow.values() if r["entries"]) >= 8  # type: ignore[index]
+    for path, result in fast.items():
+        assert result == slow[path], path
+
+
+def test_dict_shortcuts_answer_like_feedparser_for_special_and_aliased_keys() -> None:
+    _install_speedups()
+    d = feedparser.util.FeedParserDict(
+        {
+            "tags": [{"term": "ai"}],
+            "links": [{"rel": "enclosure", "href": "e.mp3"}, {"rel": "license", "href": "l"}],
+            "summary": "s",
+            "id": "i",
+            "published": "p",
+        }
+    )
+    assert d["category"] == "ai" and d["license"] == "l"
+    assert d["enclosures"] == [{"href": "e.mp3"}]
+    assert d["description"] == "s" and d["guid"] == "i" and d.get("guid") == "i"
+    assert "description" in d and "copyright" not in d and d.get("copyright", 7) == 7
+    with pytest.warns(DeprecationWarning):
+        assert d["updated"] == "p"  # feedparser's temporary fallback, kept
+    assert "updated" not in d
+    assert d.get("missing") is None and "missing" not in d
+    with pytest.raises(KeyError):
+        d["missing"]
+    assert d.summary == "s"
+    with pytest.raises(AttributeError):
+        d.nothing  # noqa: B018
+
+
+def test_deepcopy_shortcut_copies_like_copy_deepcopy() -> None:
+    _install_speedups()
+    fpd = feedparser.util.FeedParserDict
+    params = fpd({"type": "text/html", "language": None, "base": "http://x/", "base64": False})
+    fast = feedparser.mixin.copy.deepcopy(params)
+    assert fast == copy.deepcopy(params) and type(fast) is fpd and fast is not params
+    nested = fpd({"links": [fpd({"href": "x"})]})
+    deep = feedparser.mixin.copy.deepcopy(nested)  # not atoms only: the real deepcopy
+    assert deep == nested and deep["links"][0] is not nested["links"][0]

@@ -76,8 +76,8 @@ _ATOMS = (str, int, float, bool, type(None))
 
 
 def _fast_dict_methods(cls: type[dict[str, Any]]) -> dict[str, Callable[..., Any]]:
-    """``__getitem__``, ``get`` and ``__contains__`` for ``FeedParserDict`` that answer a plain
-    key (neither special nor in ``keymap``) straight from the dict.
+    """``__getitem__``, ``get``, ``__contains__`` and ``__setitem__`` for ``FeedParserDict`` that
+    handle a plain key (neither special nor in ``keymap``) straight with the dict.
 
     feedparser's own versions run a chain of key comparisons and a keymap lookup on every
     access, and ``get`` of a missing key raises and catches a ``KeyError``: about 80 calls per
@@ -86,8 +86,11 @@ def _fast_dict_methods(cls: type[dict[str, Any]]) -> dict[str, Callable[..., Any
     other key goes to the original method.
     """
     slow_getitem, slow_get, slow_contains = cls.__getitem__, cls.get, cls.__contains__
-    slow = _FPD_SPECIAL | frozenset(cls.keymap)  # type: ignore[attr-defined]
+    slow_setitem = cls.__setitem__
+    keymap = frozenset(cls.keymap)  # type: ignore[attr-defined]
+    slow = _FPD_SPECIAL | keymap
     dict_getitem, dict_get, dict_contains = dict.__getitem__, dict.get, dict.__contains__
+    dict_setitem = dict.__setitem__
 
     def __getitem__(self: dict[str, Any], key: str) -> Any:
         return slow_getitem(self, key) if key in slow else dict_getitem(self, key)
@@ -98,10 +101,20 @@ def _fast_dict_methods(cls: type[dict[str, Any]]) -> dict[str, Callable[..., Any
     def __contains__(self: dict[str, Any], key: object) -> bool:
         return slow_contains(self, key) if key in slow else dict_contains(self, key)
 
-    fast = {"__getitem__": __getitem__, "get": get, "__contains__": __contains__}
-    for method, original in zip(
-        fast.values(), (slow_getitem, slow_get, slow_contains), strict=True
-    ):
+    def __setitem__(self: dict[str, Any], key: str, value: Any) -> None:
+        if key in keymap:
+            slow_setitem(self, key, value)
+        else:
+            dict_setitem(self, key, value)
+
+    fast: dict[str, Callable[..., Any]] = {
+        "__getitem__": __getitem__,
+        "get": get,
+        "__contains__": __contains__,
+        "__setitem__": __setitem__,
+    }
+    originals = (slow_getitem, slow_get, slow_contains, slow_setitem)
+    for method, original in zip(fast.values(), originals, strict=True):
         method.__wrapped__ = original  # type: ignore[attr-defined]  # for tests: the reference
     return fast
 

@@ -161,7 +161,7 @@ def test_feedparser_results_are_unchanged_by_the_dict_and_copy_shortcuts(
     _install_speedups()
     fast = {p: _plain(feedparser.parse(p.read_bytes())) for p in _feed_files()}
     fpd = feedparser.util.FeedParserDict
-    for name in ("__getitem__", "get", "__contains__"):
+    for name in ("__getitem__", "get", "__contains__", "__setitem__"):
         original = vars(fpd)[name].__wrapped__  # feedparser's own method
         assert original.__module__ == "feedparser.util"
         monkeypatch.setattr(fpd, name, original)
@@ -194,7 +194,11 @@ def test_dict_shortcuts_answer_like_feedparser_for_special_and_aliased_keys() ->
     assert d.get("missing") is None and "missing" not in d
     with pytest.raises(KeyError):
         d["missing"]
-    assert d.summary == "s"
+    d["description"] = "new"  # an alias: stored under its real key
+    d["guid"] = "j"
+    assert dict.get(d, "summary") == "new" and dict.get(d, "id") == "j"
+    assert "guid" not in dict.keys(d)
+    assert d.summary == "new"
     with pytest.raises(AttributeError):
         d.nothing  # noqa: B018
 

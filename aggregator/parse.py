@@ -148,7 +148,7 @@ class _CopyModule:
 
 
 def _install_speedups() -> None:
-    """Make two hot spots of feedparser cheaper without changing what it returns.
+    """Make the hot spots of feedparser cheaper without changing what it returns.
 
     * ``_urljoin`` and ``make_safe_absolute_uri`` are memoized where feedparser calls them: it
       joins the current ``xml:base`` with itself on every start tag and resolves every link and

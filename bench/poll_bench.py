@@ -45,6 +45,7 @@ import os
 import signal
 import socket
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -260,7 +261,7 @@ def best(runs: list[Run]) -> Run:
 
 def bench(
     n: int, reader: str | None, reader_workers: int, match_text: bool, repeat: int = 1
-) -> list[Run]:
+) -> tuple[list[Run], dict[tuple[int, str], list[float]]]:
     """All phases for both tools on a fresh farm of ``n`` feeds, each run ``repeat`` times.
 
     Repeated cold runs each start from an empty database (the first one's is kept for the
@@ -275,6 +276,7 @@ def bench(
     global _farm
     _farm = psutil.Process(farm.pid)
     runs: list[Run] = []
+    paired: dict[tuple[int, str], list[float]] = {}  # reader's cycle / ours, run by run
     try:
         assert farm.stdout is not None
         print(farm.stdout.readline().decode().strip(), file=sys.stderr)
@@ -300,17 +302,25 @@ def bench(
                         print(theirs[-1].row(), file=sys.stderr, flush=True)
                     for extra in (adb, bdb) if adb != db else ():
                         extra.unlink(missing_ok=True)
+                if theirs:
+                    paired[(n, phase)] = [
+                        t.cycle / m.cycle for m, t in zip(mine, theirs, strict=True)
+                    ]
                 runs.append(best(mine))
                 if theirs:
                     runs.append(best(theirs))
     finally:
         farm.terminate()
         farm.wait()
-    return runs
+    return runs, paired
 
 
-def summary(runs: list[Run]) -> list[str]:
-    """Ratios per N and phase, and the issue's targets, as Markdown lines."""
+def summary(runs: list[Run], paired: dict[tuple[int, str], list[float]] | None = None) -> list[str]:
+    """Ratios per N and phase, and the issue's targets, as Markdown lines.
+
+    ``paired``: reader's cycle over ours in each repeated run, both tools having met the same
+    farm state; listed beside the best-against-best ratio, which can pair different runs.
+    """
     lines: list[str] = []
     sizes = sorted({r.feeds for r in runs})
     get = {(r.tool, r.phase, r.feeds): r for r in runs}
@@ -318,9 +328,16 @@ def summary(runs: list[Run]) -> list[str]:
         for phase in PHASES:
             a, b = get.get(("aggregator", phase, n)), get.get(("reader", phase, n))
             if a and b:
+                each = (paired or {}).get((n, phase), [])
+                by_run = (
+                    f" (run by run: {', '.join(f'{r:.1f}x' for r in each)}; "
+                    f"median {statistics.median(each):.1f}x)"
+                    if len(each) > 1
+                    else ""
+                )
                 lines.append(
                     f"- N = {n}, {phase}: aggregator is {b.cycle / a.cycle:.1f}x reader's speed "
-                    f"over the cycle, {b.process / a.process:.1f}x over the whole process"
+                    f"over the cycle{by_run}, {b.process / a.process:.1f}x over the whole process"
                 )
     big = max(sizes)
     checks: list[tuple[str, bool]] = []
@@ -380,8 +397,11 @@ def main() -> None:
     reader = None if args.no_reader else args.reader_python
     started = time.perf_counter()
     runs: list[Run] = []
+    paired: dict[tuple[int, str], list[float]] = {}
     for n in args.feeds:
-        runs += bench(n, reader, args.reader_workers, args.match_text, max(args.repeat, 1))
+        got, pairs = bench(n, reader, args.reader_workers, args.match_text, max(args.repeat, 1))
+        runs += got
+        paired |= pairs
     lines = [
         f"{os.cpu_count()} CPUs, match_text={args.match_text}, reader workers="
         f"{args.reader_workers}, best of {max(args.repeat, 1)}, "
@@ -390,7 +410,7 @@ def main() -> None:
         HEADER,
         *(r.row() for r in runs),
         "",
-        *summary(runs),
+        *summary(runs, paired),
     ]
     text = "\n".join(lines) + "\n"
     sys.stdout.write(text)

@@ -96,3 +96,15 @@ def test_export_empty_edition_to_file(config: Path, tmp_path: Path) -> None:
     code, _ = run("--config", str(config), "export", "all", "-f", "atom", "-o", str(target))
     assert code == 0
     assert target.read_bytes().startswith(b"<?xml")
+
+
+def test_stories_reindex_defaults_to_what_pruning_keeps(config: Path) -> None:
+    code, _ = run("--config", str(config), "sources", "list")  # creates and migrates the DB
+    assert code == 0
+    code, out = run("--config", str(config), "stories", "reindex")
+    assert code == 0, out
+    assert out == "re-indexed 0 stories updated in the last 6 days (0 band rows)"  # 2 x 3 days
+    code, out = run("--config", str(config), "stories", "reindex", "--days", "40")
+    assert code == 0 and "in the last 40 days" in out
+    code, out = run("--config", str(config), "stories", "reindex", "--days", "-1")
+    assert code == 2 and "--days" in out and "greater than or equal to 0" in out

@@ -33,12 +33,12 @@ from aggregator.store.matching import (
     MatchAfterApply,
     MatchReport,
     _upsert_bands,
-    _write_bands,
     explain_item,
     index_story,
     match_recent,
     merge_stories,
     render_explanation,
+    write_bands,
 )
 from aggregator.store.schema import items, stories, story_bands
 from tests.factories import make_item
@@ -477,9 +477,9 @@ def test_band_rows_keep_the_newest_time_and_skip_older_rewrites(repo: Repository
         assert not rewrites(conn, story, 111, later)  # same time: the row is not written
         assert rewrites(conn, story, 111, newer)
         assert stamp(conn, story, 111) == newer
-        _write_bands(conn, {(222, story): earlier, (333, story): earlier})  # the matcher's write
+        write_bands(conn, {(222, story): earlier, (333, story): earlier})  # the matcher's write
         assert stamp(conn, story, 222) == later and stamp(conn, story, 333) == earlier
-        _write_bands(conn, {(333, story): later + timedelta(hours=1)})  # newer: replaced
+        write_bands(conn, {(333, story): later + timedelta(hours=1)})  # newer: replaced
         assert stamp(conn, story, 333) == later + timedelta(hours=1)
         index_story(conn, other, [111, 444], later + timedelta(hours=2))
         survivor = merge_stories(conn, story, other, T0)

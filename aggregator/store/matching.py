@@ -182,7 +182,7 @@ _SQLITE_UPSERT = (
 )
 
 
-def _write_bands(conn: Connection, rows: dict[tuple[int, int], datetime]) -> None:
+def write_bands(conn: Connection, rows: dict[tuple[int, int], datetime]) -> None:
     """Upsert ``{(band key, story id): published_at}`` in key order (one ``executemany``).
 
     On SQLite the rows go to the driver as plain tuples, the few distinct timestamps converted
@@ -683,7 +683,7 @@ class _New:
     candidates: list[tuple[int, int]] = field(default_factory=list)
 
 
-def _prepared(row: Any, prepared: PreparedMap | None) -> Prepared:
+def prepared_of(row: Any, prepared: PreparedMap | None) -> Prepared:
     """Features and keys of a stored item row: from ``prepared`` (computed in a parse worker)
     when it holds the row's text, else computed here."""
     got = prepared.get((row.title, row.summary_html)) if prepared else None
@@ -744,7 +744,7 @@ def match_in(
     )
     new: list[_New] = []
     for row in conn.execute(query):
-        got = _prepared(row, prepared)
+        got = prepared_of(row, prepared)
         new.append(
             _New(
                 int(row.id),
@@ -762,8 +762,8 @@ def match_in(
     if edited_keys:
         rebuilt = _unindex_edited(conn, new, edited_keys, source_id, collected_at)
         for sid, row in rebuilt:
-            for key in _prepared(row, prepared).keys:
-                _keep(bands, key, sid, row.published_at)
+            for key in prepared_of(row, prepared).keys:
+                keep_newest(bands, key, sid, row.published_at)
     judged = [n for n in new if n.alone and n.keys]
     makeup: dict[int, _Makeup] = {}
     reps: dict[int, list[_Report]] = {}
@@ -820,7 +820,7 @@ def match_in(
         _merge_all(conn, merges, moved, collected_at)
     final: dict[tuple[int, int], datetime] = {}  # rows on the surviving stories
     for (key, sid), published in bands.items():
-        _keep(final, key, resolve(sid), published)
+        keep_newest(final, key, resolve(sid), published)
     for n in new:
         sid, published = resolve(n.story_id), n.published_at
         for key in n.keys:
@@ -828,11 +828,13 @@ def match_in(
             if seen is None or seen < published:
                 final[(key, sid)] = published
     if final:
-        _write_bands(conn, final)
+        write_bands(conn, final)
     return MatchReport(merged=merged, indexed=sum(1 for n in new if n.keys))
 
 
-def _keep(bands: dict[tuple[int, int], datetime], key: int, sid: int, published: datetime) -> None:
+def keep_newest(
+    bands: dict[tuple[int, int], datetime], key: int, sid: int, published: datetime
+) -> None:
     """Record band ``key`` of story ``sid`` at the newest ``published`` seen."""
     seen = bands.get((key, sid))
     if seen is None or seen < published:

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy import Engine, select
 
 from aggregator.store.db import read_connection, write_transaction
-from aggregator.store.matching import _keep, _prepared, _write_bands
+from aggregator.store.matching import keep_newest, prepared_of, write_bands
 from aggregator.store.schema import items, stories
 
 #: Stories re-indexed per write transaction (short lock holds on SQLite).
@@ -43,9 +43,9 @@ def reindex_stories(engine: Engine, since: datetime) -> tuple[int, int]:
         with write_transaction(engine, "re-index stories") as conn:
             bands: dict[tuple[int, int], datetime] = {}
             for row in conn.execute(reports):
-                for key in _prepared(row, None).keys:
-                    _keep(bands, key, row.story_id, row.published_at)
+                for key in prepared_of(row, None).keys:
+                    keep_newest(bands, key, row.story_id, row.published_at)
             if bands:
-                _write_bands(conn, bands)
+                write_bands(conn, bands)
             written += len(bands)
     return len(ids), written

@@ -10,9 +10,33 @@ adapter each and never leak past it. Every datetime here is timezone-aware UTC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Literal
+from operator import attrgetter
+from typing import Any, Literal, TypeVar
+
+T = TypeVar("T")
+
+
+def pickled_by_position(cls: type[T]) -> type[T]:
+    """Pickle instances of the frozen dataclass ``cls`` as ``cls(*field values)``.
+
+    What ``dataclass(frozen=True, slots=True)`` pickles by default is rebuilt with
+    ``_dataclass_setstate``, which lists the class's fields again for every object: unpickling
+    the items parse workers send back cost the main process about 6 us per item, more than the
+    constructor. Only for classes whose every field is an ``__init__`` argument.
+    """
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    if any(not f.init for f in fields(cls)):  # type: ignore[arg-type]
+        raise TypeError(f"{cls.__name__} has fields outside __init__")
+    values = attrgetter(*names)
+
+    def __reduce__(self: T) -> tuple[Any, ...]:
+        return (cls, values(self))
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
+    return cls
+
 
 # --------------------------------------------------------------------------- sources
 
@@ -128,6 +152,7 @@ class ParsedFeed:
 # --------------------------------------------------------------------------- normalize
 
 
+@pickled_by_position
 @dataclass(frozen=True, slots=True)
 class Item:
     """A normalized entry: absolute URLs, UTC dates, sanitized HTML, plain-text title."""

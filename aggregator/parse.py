@@ -69,6 +69,40 @@ def _cached(fn: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
+# An absolute http(s) URL that ``urllib.parse`` splits and joins back to the same string: a
+# lower-case scheme, an ASCII authority without brackets (no IPv6 literal, nothing for
+# ``urlsplit`` to check or reject), a path without ``;`` (``urlparse`` would split off
+# parameters), a query and a fragment that are either absent or non-empty (an empty one is
+# dropped), and no ASCII control character or space anywhere (``urlsplit`` strips or removes
+# some of them).
+_PLAIN_ABSOLUTE = re.compile(
+    r"(https?)://[A-Za-z0-9._~%!$&'()*+,=:@-]+(?:/[^\x00-\x20\x7f?#;]*)?"
+    r"(?:\?[^\x00-\x20\x7f#]+)?(?:#[^\x00-\x20\x7f]+)?\Z"
+)
+
+
+def _absolute_first(join: Callable[..., Any]) -> Callable[..., Any]:
+    """feedparser's ``_urljoin(base, uri)`` or ``make_safe_absolute_uri(base, uri)`` (``join``),
+    answering a plain absolute http(s) ``uri`` directly.
+
+    Entry links and permalink GUIDs are such URLs, each one different (so the memo never hits
+    them), and resolving each cost two ``urllib.parse`` round trips, about a twelfth of
+    feedparser's time. For them both functions return ``uri`` itself: ``urljoin`` returns a URL
+    with its own scheme and authority as ``urlunparse(urlparse(uri))``, which is ``uri`` for
+    what ``_PLAIN_ABSOLUTE`` admits (or ``uri`` unchanged when the base's scheme differs), and
+    the scheme check of ``make_safe_absolute_uri`` lets http and https through.
+    """
+
+    def call(base: Any, uri: Any = None) -> Any:
+        if type(uri) is str and _PLAIN_ABSOLUTE.match(uri):
+            schemes = feedparser.urls.ACCEPTABLE_URI_SCHEMES
+            if not schemes or uri[: uri.index(":")] in schemes:
+                return uri
+        return join(base, uri)
+
+    return call
+
+
 #: Keys ``FeedParserDict`` treats specially (computed or aliased): they keep the slow path.
 _FPD_SPECIAL = frozenset({"category", "enclosures", "license", "updated", "updated_parsed"})
 #: Values a ``deepcopy`` returns as they are.
@@ -173,8 +207,8 @@ def _install_speedups() -> None:
         return
     cp1252 = feedparser.mixin._cp1252
     feedparser.mixin._cp1252 = "".join(cp1252.get(i, chr(i)) for i in range(0x10000))
-    join = _cached(feedparser.urls._urljoin)
-    safe = _cached(feedparser.urls.make_safe_absolute_uri)
+    join = _absolute_first(_cached(feedparser.urls._urljoin))
+    safe = _absolute_first(_cached(feedparser.urls.make_safe_absolute_uri))
     feedparser.mixin._urljoin = join
     feedparser.mixin.make_safe_absolute_uri = safe
     feedparser.namespaces._base.make_safe_absolute_uri = safe

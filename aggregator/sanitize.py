@@ -68,7 +68,6 @@ _BLOCK_TAG = re.compile(
     r"article|header|footer|figure|figcaption|aside|nav|address)\b)",
     re.IGNORECASE,
 )
-_WHITESPACE = re.compile(r"\s+")
 # The start of an href/src/srcset/cite/poster/background value, matched on lower-cased markup
 # (a case-insensitive regex is six times slower here). Group 1: the opening quote, if any.
 _URL_ATTR = re.compile(
@@ -184,10 +183,10 @@ def html_to_text(html_text: str) -> str:
     if not html_text:
         return ""
     if "<" not in html_text and "&" not in html_text:
-        return _WHITESPACE.sub(" ", html_text).strip()
+        return _collapse(html_text)
     spaced = _BLOCK_TAG.sub(" <", html_text)
     text = html.unescape(_TEXT_CLEANER.clean(spaced))
-    return _WHITESPACE.sub(" ", text).strip()
+    return _collapse(text)
 
 
 def sanitized_text(markup: str, limit: int) -> str:
@@ -212,9 +211,19 @@ def sanitized_text(markup: str, limit: int) -> str:
 
 def _strip_sanitized(markup: str) -> str:
     if "<" not in markup and "&" not in markup:
-        return _WHITESPACE.sub(" ", markup).strip()
+        return _collapse(markup)
     spaced = _BLOCK_TAG.sub(" <", markup)
-    return _WHITESPACE.sub(" ", html.unescape(_SANITIZED_TAG.sub("", spaced))).strip()
+    return _collapse(html.unescape(_SANITIZED_TAG.sub("", spaced)))
+
+
+def _collapse(text: str) -> str:
+    r"""Runs of whitespace as one space, none at the ends.
+
+    What ``re.sub(r"\s+", " ", text).strip()`` returns (``str.split`` and the regex's ``\s``
+    both use ``str.isspace``), at a third of the cost: on feed text the regex pass was about a
+    tenth of ingesting an entry.
+    """
+    return " ".join(text.split())
 
 
 def strip_markup(text: str) -> str:

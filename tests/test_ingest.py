@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aggregator.ingest import Ingested, ingest, pack_digests, stored_digest
+from aggregator.model import Item
 from aggregator.plan import keyed_items
 
 NOW = datetime(2026, 11, 28, tzinfo=UTC)
@@ -103,3 +104,18 @@ def test_unknown_digests_change_nothing() -> None:
     other = ingest(feed(("z", "zzz")), {}, URL, None, NOW)
     got = ingest(body, {}, URL, None, NOW, known=digests_of(other))
     assert got.stubs == frozenset() and got.items == plain.items
+
+
+def test_items_pickle_by_position_and_round_trip() -> None:
+    """Items cross the process boundary from parse workers: pickled as ``Item(*values)``
+    (cheaper to load than the dataclass default) and equal after the trip."""
+    import pickle
+
+    result = ingest(
+        rss("https://a.example/1", "https://a.example/2"), {}, "https://a.example/f", None, NOW
+    )
+    assert len(result.items) == 2
+    for item in result.items:
+        assert item.__reduce__()[0] is Item
+        assert pickle.loads(pickle.dumps(item)) == item
+    assert pickle.loads(pickle.dumps(result)) == result

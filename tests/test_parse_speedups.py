@@ -105,6 +105,39 @@ def test_feedparser_url_joins_are_memoized_and_unchanged() -> None:
     assert feedparser.mixin._urljoin is not feedparser.urls._urljoin  # the cached wrapper
 
 
+def _url_cases() -> list[str]:
+    """Absolute-looking URLs, plain and tricky, built from parts (about 20,000)."""
+    import itertools
+
+    schemes = ["http", "https", "HTTP", "ftp", "javascript"]
+    hosts = ["a.example", "A.Example:8080", "u:p@h.example", "[::1]", "h.例子", "h%41.x", ""]
+    paths = ["", "/", "/p", "/a;b", "/a;", "//x", "/中文/页", "/a b", "/a\tb", "/%7e"]
+    queries = ["", "?", "?a=1&b=2", "?a?b", "?x#"]
+    fragments = ["", "#", "#f", "#f#g", "#f?x"]
+    urls = [
+        f"{sch}://{h}{p}{q}{f}"
+        for sch, h, p, q, f in itertools.product(schemes, hosts, paths, queries, fragments)
+    ]
+    return [*urls, " http://a.example/x", "http://a.example/x ", "http:///a.example/x", "http:x"]
+
+
+def test_absolute_url_shortcut_joins_like_feedparser() -> None:
+    """Every URL the shortcut answers for itself gets what feedparser's functions return, and
+    the shortcut does take the common case (a plain https link)."""
+    from aggregator.parse import _PLAIN_ABSOLUTE, _absolute_first
+
+    join = _absolute_first(feedparser.urls._urljoin)
+    safe = _absolute_first(feedparser.urls.make_safe_absolute_uri)
+    taken = 0
+    for uri in _url_cases():
+        taken += bool(_PLAIN_ABSOLUTE.match(uri))
+        for base in ("https://b.example/feed", "http://b.example/", "", "feed.xml"):
+            assert join(base, uri) == feedparser.urls._urljoin(base, uri), (base, uri)
+            assert safe(base, uri) == feedparser.urls.make_safe_absolute_uri(base, uri), uri
+    assert taken > 500
+    assert _PLAIN_ABSOLUTE.match("https://www.ithome.com/0/900/123.htm?utm_source=rss#c")
+
+
 def test_cp1252_table_translates_like_the_dict() -> None:
     _install_speedups()
     table = feedparser.mixin._cp1252

@@ -104,3 +104,22 @@ def test_strip_markup_only_touches_tag_shaped_text() -> None:
     assert strip_markup("Click <img src=x onerror=alert(1)> me") == "Click me"
     assert strip_markup("x < y and y > z") == "x < y and y > z"
     assert strip_markup("</script>gone") == "gone"
+
+
+def test_whitespace_collapse_matches_the_regex_on_every_unicode_space() -> None:
+    r"""``_collapse`` replaced ``re.sub(r"\s+", " ", t).strip()``: same answer for every
+    character Python counts as whitespace, and for characters that only look like it."""
+    from aggregator.sanitize import _collapse
+
+    spaces = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+    assert len(spaces) > 20  # ASCII, the \x1c-\x1f separators, NBSP, U+3000, ...
+    samples = [
+        "",
+        spaces,
+        f"{spaces}a{spaces}b{spaces}",
+        "a\u200bb \ufeff c\u2060d",  # zero-width characters are not whitespace
+        "新闻 \u3000 标题\r\n\tEnglish  words",
+        *(f"x{ch}y{ch}{ch}z" for ch in spaces),
+    ]
+    for text in samples:
+        assert _collapse(text) == re.sub(r"\s+", " ", text).strip(), repr(text)

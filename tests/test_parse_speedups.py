@@ -106,7 +106,7 @@ def test_feedparser_url_joins_are_memoized_and_unchanged() -> None:
 
 
 def _url_cases() -> list[str]:
-    """Absolute-looking URLs, plain and tricky, built from parts (about 20,000)."""
+    """Absolute-looking URLs, plain and tricky, built from parts (8,754)."""
     import itertools
 
     schemes = ["http", "https", "HTTP", "ftp", "javascript"]

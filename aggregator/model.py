@@ -22,14 +22,14 @@ def pickled_by_position(cls: type[T]) -> type[T]:
     """Pickle instances of the frozen dataclass ``cls`` as ``cls(*field values)``.
 
     What ``dataclass(frozen=True, slots=True)`` pickles by default is rebuilt with
-    ``_dataclass_setstate``, which lists the class's fields again for every object: unpickling
-    the items parse workers send back cost the main process about 6 us per item, more than the
+    ``_dataclass_setstate``, which lists the class's fields again for every object: loading an
+    item the parse workers send back cost the main process 3.5 us, against 2 us through the
     constructor. Only for classes whose every field is an ``__init__`` argument.
     """
-    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-    if any(not f.init for f in fields(cls)):  # type: ignore[arg-type]
+    declared = fields(cls)  # type: ignore[arg-type]
+    if any(not f.init for f in declared):
         raise TypeError(f"{cls.__name__} has fields outside __init__")
-    values = attrgetter(*names)
+    values = attrgetter(*(f.name for f in declared))
 
     def __reduce__(self: T) -> tuple[Any, ...]:
         return (cls, values(self))

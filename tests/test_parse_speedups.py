@@ -8,6 +8,7 @@ computation it replaces.
 from __future__ import annotations
 
 import copy
+import io
 from pathlib import Path
 
 import feedparser
@@ -204,6 +205,73 @@ def test_feedparser_results_are_unchanged_by_the_dict_and_copy_shortcuts(
     assert sum(1 for r in slow.values() if r["entries"]) >= 8  # type: ignore[index]
     for path, result in fast.items():
         assert result == slow[path], path
+
+
+def test_feedparser_results_are_unchanged_by_the_lean_sax_driver(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every fixture (and corpus file) parses to the same result with the standard library's
+    expat driver as with ``aggregator.saxdriver`` (buffered text, cached names), and the lean
+    driver is the one feedparser uses."""
+    import feedparser.api
+
+    from aggregator import saxdriver
+
+    _install_speedups()
+    assert feedparser.api.PREFERRED_XML_PARSERS == ["aggregator.saxdriver"]
+    calls = 0
+    real = saxdriver.create_parser
+
+    def counting(*args: object) -> saxdriver.LeanExpatParser:
+        nonlocal calls
+        calls += 1
+        return real(*args)
+
+    monkeypatch.setattr(saxdriver, "create_parser", counting)
+    lean = {p: _plain(feedparser.parse(p.read_bytes())) for p in _feed_files()}
+    assert calls >= 10  # the strict parser ran on the lean driver
+    seen = calls
+    monkeypatch.setattr(feedparser.api, "PREFERRED_XML_PARSERS", [])  # expatreader itself
+    standard = {p: _plain(feedparser.parse(p.read_bytes())) for p in lean}
+    assert calls == seen  # the comparison run did not use the lean driver
+    for path, result in lean.items():
+        assert result == standard[path], path
+
+
+def test_lean_sax_driver_reports_text_in_one_piece_per_run() -> None:
+    """An escaped description arrives as one ``characters`` call, not one per entity."""
+    import xml.sax
+    import xml.sax.handler
+
+    from aggregator.saxdriver import create_parser
+
+    pieces: list[str] = []
+    names: list[tuple[str | None, str]] = []
+
+    class Handler(xml.sax.handler.ContentHandler):
+        def characters(self, content: str) -> None:
+            pieces.append(content)
+
+        def startElementNS(
+            self, name: tuple[str | None, str], qname: object, attrs: object
+        ) -> None:
+            names.append(name)
+
+    parser = create_parser()
+    parser.setFeature(xml.sax.handler.feature_namespaces, 1)
+    parser.setContentHandler(Handler())
+    doc = (
+        b'<rss xmlns:dc="http://purl.org/dc/elements/1.1/"><d>&lt;p&gt;a &amp; b&lt;/p&gt;'
+        b"<![CDATA[<i>c</i>]]></d><dc:creator>x</dc:creator><d/></rss>"
+    )
+    parser.parse(io.BytesIO(doc))
+    assert pieces == ["<p>a & b</p><i>c</i>", "x"]
+    assert names == [
+        (None, "rss"),
+        (None, "d"),
+        ("http://purl.org/dc/elements/1.1/", "creator"),
+        (None, "d"),
+    ]
 
 
 def test_dict_shortcuts_answer_like_feedparser_for_special_and_aliased_keys() -> None:

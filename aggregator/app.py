@@ -61,33 +61,39 @@ async def open_pipeline(
 ) -> AsyncIterator[Pipeline]:
     """A ready pipeline with config sources synced into the database; cleans up on exit.
 
-    ``warm`` starts the parse processes now (the daemon) instead of on first use (``poll``).
+    ``warm`` starts the parse processes now and keeps them between runs (the daemon);
+    otherwise (``poll``) they start in the background while the database is prepared and stop
+    when a run's sources are done.
     """
     clock = clock or SystemClock()
-    engine, repo = open_repository(settings)
-    repo.sync_sources(settings.sources, clock.now())
     n = parse_workers(settings) if workers is None else workers
     executor = LazyProcessPool(n) if n else None
-    if executor is not None and warm:
-        executor.warm_up()
+    if executor is not None and not warm:
+        executor.start_in_background()  # while the database is opened, synced and claimed
     try:
-        policy = DestinationPolicy.from_settings(settings)
-        async with Fetcher(settings.fetch, policy=policy) as fetcher:
-            pipeline = Pipeline(
-                settings,
-                repo,
-                fetcher,
-                clock=clock,
-                owner=owner_id(),
-                parse_executor=executor,
-                metrics=metrics,
-                keep_workers=warm,  # one-shot polls free the workers before rendering
-            )
-            try:
-                yield pipeline
-            finally:
-                pipeline.close()
+        engine, repo = open_repository(settings)
+        try:
+            repo.sync_sources(settings.sources, clock.now())
+            if executor is not None and warm:
+                executor.warm_up()
+            policy = DestinationPolicy.from_settings(settings)
+            async with Fetcher(settings.fetch, policy=policy) as fetcher:
+                pipeline = Pipeline(
+                    settings,
+                    repo,
+                    fetcher,
+                    clock=clock,
+                    owner=owner_id(),
+                    parse_executor=executor,
+                    metrics=metrics,
+                    keep_workers=warm,  # one-shot polls free the workers before rendering
+                )
+                try:
+                    yield pipeline
+                finally:
+                    pipeline.close()
+        finally:
+            engine.dispose()
     finally:
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
-        engine.dispose()

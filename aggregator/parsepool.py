@@ -15,6 +15,7 @@ killer) breaks a ``ProcessPoolExecutor`` for good; this pool replaces it on the 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.context
 import sys
@@ -25,6 +26,7 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
+log = logging.getLogger("aggregator.parsepool")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -100,6 +102,28 @@ class LazyProcessPool(Executor):
         pool = self._get()
         for future in [pool.submit(int) for _ in range(self.workers)]:
             future.result()
+
+    def start_in_background(self) -> threading.Thread:
+        """Start every worker on a thread of its own; return at once.
+
+        A one-shot poll calls this before it opens the database, so the workers' start (a
+        forkserver that imports the parse modules, then a fork per worker: about 0.4 s on a
+        2,000-feed poll) overlaps with preparing the run instead of holding up the first body.
+        The pool object is made here, so a ``shutdown`` that comes first simply ends this
+        attempt (the thread's submits are refused) and no worker outlives it.
+        """
+        pool = self._get()
+
+        def start() -> None:
+            try:
+                for future in [pool.submit(int) for _ in range(self.workers)]:
+                    future.result()
+            except Exception:  # shut down (or a worker died) meanwhile: submit starts them anew
+                log.debug("starting the parse workers in the background ended early", exc_info=True)
+
+        thread = threading.Thread(target=start, name="aggregator-pool-start", daemon=True)
+        thread.start()
+        return thread
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         pool = self._get()

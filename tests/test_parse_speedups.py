@@ -313,3 +313,35 @@ def test_deepcopy_shortcut_copies_like_copy_deepcopy() -> None:
     nested = fpd({"links": [fpd({"href": "x"})]})
     deep = feedparser.mixin.copy.deepcopy(nested)  # not atoms only: the real deepcopy
     assert deep == nested and deep["links"][0] is not nested["links"][0]
+
+
+def test_plain_segment_shortcut_joins_like_feedparser() -> None:
+    """A GUID that is one plain path segment, resolved against every kind of base, gets what
+    feedparser's functions return, and the shortcut takes the common case."""
+    import itertools
+
+    from aggregator.parse import _PLAIN_SEGMENT, _absolute_first, _base_directory
+
+    join = _absolute_first(feedparser.urls._urljoin)
+    safe = _absolute_first(feedparser.urls.make_safe_absolute_uri)
+    hosts = ["a.example", "A.Example:8080", "u:p@h.example", "h.example:", "[::1]", "h.例子"]
+    paths = [
+        "", "/", "/feed", "/feed/", "/a/b/c.xml", "/a//b/c", "//x", "/a/./b", "/a/../b",
+        "/.hidden/x", "/a/.", "/a/..", "/a;p/b", "/%7e/x", "/中文/页", "/a b/c",
+    ]  # fmt: skip
+    tails = ["", "?", "?q=1", "?a/b", "#", "#f", "#f/g", "?q#f"]
+    bases = [
+        f"{s}://{h}{p}{t}"
+        for s, h, p, t in itertools.product(["http", "https", "HTTP", "ftp"], hosts, paths, tails)
+    ] + ["", "feed.xml", "/rel/base", "http:///x", "http://a.example\\\\x/y"]
+    uris = [
+        "12345", "pub0-51", "post-7.html", "a.b", "A~_!$&'()*+,=@-", ".", "..", ".x", "a:b",
+        "a/b", "a?b", "a#b", "a;b", "%41", "中文", "a b", "", " x", "x ", "-", "_",
+    ]  # fmt: skip
+    taken = 0
+    for base, uri in itertools.product(bases, uris):
+        assert join(base, uri) == feedparser.urls._urljoin(base, uri), (base, uri)
+        assert safe(base, uri) == feedparser.urls.make_safe_absolute_uri(base, uri), (base, uri)
+        taken += bool(_PLAIN_SEGMENT.match(uri) and _base_directory(base) is not None)
+    assert taken > 1000
+    assert join("https://pub0.example/feed?x=1", "pub0-51") == "https://pub0.example/pub0-51"

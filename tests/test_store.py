@@ -237,6 +237,29 @@ def test_apply_is_idempotent(repo: Repository) -> None:
     assert src.next_check_at == T0 + timedelta(minutes=15)  # the replayed plan's value
 
 
+def test_a_body_that_is_both_summary_and_content_is_stored_once(repo: Repository) -> None:
+    """An RSS entry with only a description has the same HTML as summary and content: the
+    row keeps one copy, the read gives both back; different content, and an update that
+    makes them differ, keep their own."""
+    sid = add(repo, "a")
+    body = "<p>" + "the only body " * 50 + "</p>"
+    same = replace(item(1), summary_html=body, content_html=body)
+    repo.apply(plan(sid, T0, ins("k1", same), ins("k2", item(2))), T0)
+    with repo.engine.connect() as conn:
+        stored = dict(conn.execute(select(items.c.item_key, items.c.content_html)).all())
+    assert stored == {"k1": "", "k2": "<p>content 2</p>"}
+    read = {it.guid: it for s in repo.recent_stories(T0 - timedelta(days=1), 10) for it in s.items}
+    assert read["guid-1"].summary_html == read["guid-1"].content_html == body
+    assert read["guid-2"].content_html == "<p>content 2</p>"
+    existing = repo.existing_items(sid, ["k1"], [])[0]
+    longer = replace(same, content_html=body + "<p>more</p>", content_hash="longer")
+    upd = ItemIntent(action="update", item_key="k1", item=longer, existing_id=existing.id)
+    repo.apply(plan(sid, T0 + timedelta(hours=1), upd), T0 + timedelta(hours=1))
+    read = {it.guid: it for s in repo.recent_stories(T0 - timedelta(days=1), 10) for it in s.items}
+    assert read["guid-1"].content_html == body + "<p>more</p>"
+    assert read["guid-1"].summary_html == body
+
+
 def test_update_changes_in_place_keeping_identity(repo: Repository) -> None:
     sid = add(repo, "a")
     repo.apply(plan(sid, T0, ins("k1", item(1, published=T0 - timedelta(hours=1)))), T0)

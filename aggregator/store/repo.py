@@ -155,9 +155,18 @@ _ITEM_FIELDS = (
 
 
 def _item_values(item: Item) -> dict[str, Any]:
-    """Values of ``_ITEM_FIELDS`` for ``item`` (categories as a JSON list)."""
+    """Values of ``_ITEM_FIELDS`` for ``item`` (categories as a JSON list, content stored once).
+
+    An entry with one body (an RSS ``description`` and nothing else: most feeds) has the same
+    HTML as its summary and its content. That copy is stored as an empty ``content_html``,
+    which no item has otherwise (normalize fills an empty content from the summary), and
+    ``_stored_item`` reads it back as the summary: a third less to write and store for such
+    items. Rows written before this carry both copies and read back the same.
+    """
     values = {name: getattr(item, name) for name in _ITEM_FIELDS}
     values["categories"] = list(item.categories)
+    if item.content_html == item.summary_html:
+        values["content_html"] = ""
     return values
 
 
@@ -218,7 +227,7 @@ def _stored_item(row: Row[Any, *tuple[Any, ...]]) -> StoredItem:
         canonical_url=m["canonical_url"],
         title=m["title"],
         summary_html=m["summary_html"],
-        content_html=m["content_html"],
+        content_html=m["content_html"] or m["summary_html"],  # stored once (``_item_values``)
         author=m["author"],
         categories=tuple(m["categories"] or ()),
         language=m["language"],

@@ -87,10 +87,11 @@ class CountingRepository(Repository):
 
 
 def stored(pipeline: Pipeline) -> dict[str, str]:
-    """Stored content by GUID (feedparser resolves these GUIDs against the feed URL)."""
+    """Stored content by GUID (feedparser resolves these GUIDs against the feed URL); a content
+    stored empty is the summary's (``store.repo._item_values``)."""
     with pipeline.repo.engine.connect() as conn:
-        rows = conn.execute(select(items.c.guid, items.c.content_html)).all()
-    return {str(guid).rsplit("/", 1)[-1]: html for guid, html in rows}
+        rows = conn.execute(select(items.c.guid, items.c.content_html, items.c.summary_html)).all()
+    return {str(guid).rsplit("/", 1)[-1]: content or summary for guid, content, summary in rows}
 
 
 async def test_unchanged_body_without_validators_is_not_parsed_again(
@@ -386,3 +387,75 @@ async def test_planning_with_known_rows_equals_looking_everything_up(
     assert fast.intents == slow.intents
     summary = sorted((i.action, i.item.title) for i in fast.intents)
     assert summary == [("insert", "Title e"), ("update", "Title b"), ("update", "Title c")]
+
+
+# ------------------------------------------------------------------ planning in a worker
+
+
+async def test_changed_feed_is_planned_in_a_worker_as_in_process(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With parse workers, a changed body is planned whole in a worker (its own read
+    connection), with the outcome the in-process path gives the same feeds
+    (``test_changed_feed_skips_known_entries_and_still_sees_edits``); the main process opens
+    no reader of its own."""
+    from aggregator import planchanged
+
+    calls: list[str] = []
+    real = Pipeline._plan_in_worker
+
+    async def spy(self: Pipeline, source: Any, *args: Any) -> UpdatePlan:
+        calls.append(source.key)
+        return await real(self, source, *args)
+
+    monkeypatch.setattr(Pipeline, "_plan_in_worker", spy)
+    readers_before = dict(planchanged._readers)
+    with FeedServer() as server:
+        server.serve("/f.xml", rss(("a", "one"), ("b", "two"), ("c", "three")))
+        settings = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(settings, workers=1, warm=True) as pipeline:
+            first = await pipeline.poll_all()
+            server.serve(
+                "/f.xml", rss(("new", "fresh"), ("a", "one"), ("b", "EDITED"), ("c", "three"))
+            )
+            second = await pipeline.poll_all()
+            third = await pipeline.poll_all()  # 304: nothing to plan
+            html = stored(pipeline)
+    assert calls == ["s0", "s0"]  # both changed bodies, and nothing else
+    assert (first.new, second.new, second.updated, third.new) == (3, 1, 1, 0)
+    assert "EDITED" in html["b"] and "fresh" in html["new"]
+    assert "one" in html["a"] and "three" in html["c"]  # stubs never overwrite stored HTML
+    assert planchanged._readers == readers_before  # the reads happened in the worker
+
+
+def test_plan_changed_parses_in_full_when_a_cached_entry_was_stale() -> None:
+    """The worker path's fallback: an entry cache whose entries are not stored would make
+    the plan write identity stubs, so the body is ingested again in full."""
+    import random
+
+    from aggregator.model import SourceState
+    from aggregator.planchanged import plan_changed
+    from aggregator.settings import ScheduleSettings
+
+    url = "http://127.0.0.1:9/f.xml"
+    body = rss(("a", "one"), ("b", "two"))
+    headers = {"content-type": "application/rss+xml; charset=utf-8"}
+    now = datetime.now(UTC)
+    stale = ingest(body, headers, url, None, now).cache
+    assert stale is not None
+
+    class Reads:
+        def known_items(self, source_id: int, limit: int) -> tuple[list[ExistingItem], bytes]:
+            return [], stale
+
+        def planner_lookups(self, *args: Any) -> tuple[list[ExistingItem], set[str]]:
+            return [], set()
+
+        def tombstoned(self, source_id: int, item_keys: Any) -> set[str]:
+            return set()
+
+    source = SourceState(id=1, key="s", url=url, name="S")
+    result = Fetched(url=url, status_code=200, headers=headers, body=body, elapsed=0.0)
+    plan = plan_changed(Reads(), source, result, "h", now, ScheduleSettings(), random.Random(1))
+    assert [i.action for i in plan.intents] == ["insert", "insert"]
+    assert sorted(i.item.summary_html for i in plan.intents) == ["<p>one</p>", "<p>two</p>"]

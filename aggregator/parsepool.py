@@ -77,7 +77,11 @@ class _LeanContext(multiprocessing.context.ForkServerContext):
 class LazyProcessPool(Executor):
     """``ProcessPoolExecutor`` semantics; the processes start when work first arrives."""
 
-    def __init__(self, workers: int, preload: tuple[str, ...] = ("aggregator.ingest",)) -> None:
+    def __init__(
+        self,
+        workers: int,
+        preload: tuple[str, ...] = ("aggregator.planchanged", "aggregator.store"),
+    ) -> None:
         self.workers = workers
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None

@@ -3,8 +3,11 @@
 This is the only place where the pure stages meet IO. Each source is handled on its own: a
 failure of any kind is recorded on that source (status, last error, backoff) and never reaches
 the others or the tick. Database writes run on one dedicated thread (SQLAlchemy is synchronous;
-one writer suits SQLite), the planner's reads of a source on a second one beside it, parsing
-on a process pool when one is given.
+one writer suits SQLite). With a process pool, a changed body is planned whole in a worker
+(``aggregator.planchanged``: the source's stored state read through the worker's own
+connection, parse, normalize, plan), and only the plan comes back; without one (or with an
+in-memory SQLite database, which a worker cannot open) the planner's reads run on a second
+thread beside the writes and parsing runs on the pool or inline.
 
 What keeps a run cheap (``bench/README.md`` has the numbers):
 
@@ -44,7 +47,7 @@ from aggregator.clock import Clock
 from aggregator.dedupe.prepare import prepare_many
 from aggregator.errors import StorageError
 from aggregator.fetch import Fetcher
-from aggregator.ingest import Ingested, ingest, pack_digests, stored_digest
+from aggregator.ingest import Ingested, ingest
 from aggregator.metrics import Metrics
 from aggregator.model import (
     ApplyResult,
@@ -58,6 +61,14 @@ from aggregator.model import (
 )
 from aggregator.parsepool import LazyProcessPool
 from aggregator.plan import answered, build_plan, is_network_failure, keyed_items
+from aggregator.planchanged import (
+    KNOWN_ITEMS,
+    existing_rows,
+    known_digests,
+    plan_in_worker,
+    split_known,
+    writes_stub,
+)
 from aggregator.publish import render_all, story_window
 from aggregator.related import TEXT_KEYS
 from aggregator.settings import Settings
@@ -73,8 +84,6 @@ T = TypeVar("T")
 #: No publisher answered for this long, and every one in the batch failed on the network:
 #: that is our outage, not theirs.
 OUTAGE_WINDOW_SECONDS = 60.0
-#: Stored items of a source whose (key, content hash) are sent along with a changed body.
-KNOWN_ITEMS = 500
 #: The story index is pruned after a run at most this often (per process).
 PRUNE_EVERY_SECONDS = 3600.0
 #: Poll-state-only plans written per transaction, at most.
@@ -253,6 +262,11 @@ class Pipeline:
             else self._db
         )
         self._states = _StateWriter(self)
+        # changed bodies are planned whole in a parse worker (``aggregator.planchanged``) when
+        # there are workers and they can open the same database
+        self._worker_database: str | None = None
+        if parse_executor is not None and _shared_database(repo.engine.url):
+            self._worker_database = repo.engine.url.render_as_string(hide_password=False)
         workers = getattr(parse_executor, "workers", None) or getattr(
             parse_executor, "_max_workers", None
         )
@@ -545,14 +559,15 @@ class Pipeline:
                 parse_error=None, body_hash=body_hash, now=now, settings=settings, rng=rng,
                 unchanged=True,
             )  # fmt: skip
+        if self._worker_database is not None:
+            return await self._plan_in_worker(source, result, body_hash, now)
         recent, cache = await self._in_read(self._known_items, source.id)
-        known = pack_digests([stored_digest(e.item_key, e.content_hash) for e in recent]) or None
-        ingested = await self._ingest(result, source, now, known, cache)
+        ingested = await self._ingest(result, source, now, known_digests(recent), cache)
         # no recent item: the source has no stored item, so none can match by key or URL
         plan = await self._plan_items(
             source, result, ingested, body_hash, now, recent, bool(recent)
         )
-        if ingested.stubs and _writes_stub(plan, ingested):
+        if ingested.stubs and writes_stub(plan, ingested):
             # a stored digest or cached span was stale (or collided): parse every entry in full
             log.debug("source %s: re-ingesting without known entries", source.key)
             ingested = await self._ingest(result, source, now)
@@ -571,40 +586,53 @@ class Pipeline:
         recent: Sequence[ExistingItem] = (),
         has_items: bool = True,
     ) -> UpdatePlan:
-        """Plan a changed body's items against what is stored.
-
-        Items whose (key, content hash) is among the source's ``recent`` stored items are
-        known stored and unchanged: their rows are taken from ``recent`` and only the other
-        items' keys and URLs are looked up. The planner then sees exactly the rows a lookup of
-        every key and URL would give it for any item it has to match, at a fraction of the
-        cost (most of a changed feed is unchanged).
-        """
+        """Plan a changed body's items against what is stored (``planchanged.split_known``:
+        only items not known stored and unchanged are looked up)."""
         keyed = keyed_items(ingested.items)
-        stored = {(e.item_key, e.content_hash): e for e in recent}
-        sure = {
-            k: stored[(k, it.content_hash)] for k, it in keyed if (k, it.content_hash) in stored
-        }
-        ask = [(k, it) for k, it in keyed if k not in sure]
-        keys = [k for k, _ in ask]
-        urls = [it.canonical_url for _, it in ask if it.canonical_url]
+        sure, keys, urls = split_known(keyed, recent)
         if has_items:
             found, tombstoned = await self._in_read(
                 self.repo.planner_lookups, source.id, keys, urls
             )
         else:
             found, tombstoned = [], await self._in_read(self.repo.tombstoned, source.id, keys)
-        rows = {e.id: e for e in found} | {e.id: e for e in sure.values()}
-        existing = [rows[i] for i in sorted(rows)]
         settings, rng = self.settings.schedule, self.rng
         return build_plan(
             source, result, feed=ingested.feed, mean_gap=ingested.mean_gap, keyed=keyed,
-            existing=existing, tombstoned=tombstoned, parse_error=ingested.error,
-            body_hash=body_hash, now=now, settings=settings, rng=rng,
+            existing=existing_rows(found, sure), tombstoned=tombstoned,
+            parse_error=ingested.error, body_hash=body_hash, now=now, settings=settings, rng=rng,
         )  # fmt: skip
 
     def _known_items(self, source_id: int) -> tuple[list[ExistingItem], bytes | None]:
         """The source's recent stored items and its entry cache (``ingest(known=, cache=)``)."""
         return self.repo.known_items(source_id, KNOWN_ITEMS)
+
+    async def _start_pool(self) -> None:
+        """Start a lazy pool's workers off the event loop, once (it blocks for a moment)."""
+        pool = self.parse_executor
+        if isinstance(pool, LazyProcessPool) and not pool.started:
+            async with self._pool_lock:
+                if not pool.started:
+                    await asyncio.to_thread(pool.warm_up)
+
+    async def _plan_in_worker(
+        self, source: SourceState, result: Fetched, body_hash: str, now: datetime
+    ) -> UpdatePlan:
+        """``planchanged.plan_changed`` for a changed body, run whole in a parse worker."""
+        assert self.parse_executor is not None and self._worker_database is not None
+        await self._start_pool()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.parse_executor,
+            plan_in_worker,
+            self._worker_database,
+            source,
+            result,
+            body_hash,
+            now,
+            self.settings.schedule,
+            self.rng.getrandbits(64),
+        )
 
     async def _ingest(
         self,
@@ -618,12 +646,7 @@ class Pipeline:
             return ingest(
                 result.body, result.headers, result.url, source.language, now, known, cache
             )
-        pool = self.parse_executor
-        if isinstance(pool, LazyProcessPool) and not pool.started:
-            # starting the workers blocks for a moment: do it off the event loop, once
-            async with self._pool_lock:
-                if not pool.started:
-                    await asyncio.to_thread(pool.warm_up)
+        await self._start_pool()
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self.parse_executor,
@@ -677,12 +700,6 @@ def _shared_database(url: URL) -> bool:
         return True
     database = url.database or ""
     return bool(database) and database != ":memory:" and "mode=memory" not in str(url)
-
-
-def _writes_stub(plan: UpdatePlan, ingested: Ingested) -> bool:
-    """Whether ``plan`` would insert or update one of the identity-only stub items."""
-    stubs = {id(ingested.items[i]) for i in ingested.stubs}
-    return any(id(intent.item) in stubs for intent in plan.intents)
 
 
 def render_stored(settings: Settings, repo: Repository, now: datetime) -> list[Snapshot]:

@@ -80,13 +80,14 @@ class LazyProcessPool(Executor):
     def __init__(
         self,
         workers: int,
-        preload: tuple[str, ...] = ("aggregator.planchanged", "aggregator.store"),
+        preload: tuple[str, ...] = ("aggregator.parsepreload",),
     ) -> None:
         self.workers = workers
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.restarts = 0  # pools replaced after a worker died
+        self.used = False  # work was submitted to the current pool (not only its start)
 
     @property
     def started(self) -> bool:
@@ -131,6 +132,7 @@ class LazyProcessPool(Executor):
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         pool = self._get()
+        self.used = True
         try:
             return pool.submit(fn, *args, **kwargs)
         except BrokenProcessPool:  # a worker died: the tasks it held failed, start afresh
@@ -147,5 +149,6 @@ class LazyProcessPool(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
+            self.used = False
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=cancel_futures)

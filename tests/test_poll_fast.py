@@ -275,11 +275,13 @@ def test_parse_pool_starts_its_workers_in_the_background() -> None:
         starter = pool.start_in_background()
         assert pool.started  # the pool object exists at once: submits queue behind the start
         starter.join(timeout=60)
-        assert not starter.is_alive()
+        assert not starter.is_alive() and not pool.used  # started, but no work yet
         children = {p.pid for p in psutil.Process().children(recursive=True)}
         assert pool.submit(_worker_pid).result(timeout=60) in children
+        assert pool.used  # a one-shot poll then waits for the workers to stop before rendering
     finally:
         pool.shutdown()
+    assert not pool.used and not pool.started
 
 
 def test_parse_pool_shut_down_while_starting_leaves_no_worker() -> None:

@@ -62,14 +62,12 @@ async def open_pipeline(
     """A ready pipeline with config sources synced into the database; cleans up on exit.
 
     ``warm`` starts the parse processes now and keeps them between runs (the daemon);
-    otherwise (``poll``) they start in the background while the database is prepared and stop
-    when a run's sources are done.
+    otherwise (``poll``) they start when a run first needs them and stop when its sources are
+    done.
     """
     clock = clock or SystemClock()
     n = parse_workers(settings) if workers is None else workers
     executor = LazyProcessPool(n) if n else None
-    if executor is not None and not warm:
-        executor.start_in_background()  # while the database is opened, synced and claimed
     try:
         engine, repo = open_repository(settings)
         try:

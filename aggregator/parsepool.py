@@ -15,7 +15,6 @@ killer) breaks a ``ProcessPoolExecutor`` for good; this pool replaces it on the 
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import multiprocessing.context
 import sys
@@ -26,7 +25,6 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
-log = logging.getLogger("aggregator.parsepool")
 P = ParamSpec("P")
 T = TypeVar("T")
 
@@ -87,7 +85,6 @@ class LazyProcessPool(Executor):
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
         self.restarts = 0  # pools replaced after a worker died
-        self.used = False  # work was submitted to the current pool (not only its start)
 
     @property
     def started(self) -> bool:
@@ -108,31 +105,8 @@ class LazyProcessPool(Executor):
         for future in [pool.submit(int) for _ in range(self.workers)]:
             future.result()
 
-    def start_in_background(self) -> threading.Thread:
-        """Start every worker on a thread of its own; return at once.
-
-        A one-shot poll calls this before it opens the database, so the workers' start (a
-        forkserver that imports the parse modules, then a fork per worker: about 0.4 s on a
-        2,000-feed poll) overlaps with preparing the run instead of holding up the first body.
-        The pool object is made here, so a ``shutdown`` that comes first simply ends this
-        attempt (the thread's submits are refused) and no worker outlives it.
-        """
-        pool = self._get()
-
-        def start() -> None:
-            try:
-                for future in [pool.submit(int) for _ in range(self.workers)]:
-                    future.result()
-            except Exception:  # shut down (or a worker died) meanwhile: submit starts them anew
-                log.debug("starting the parse workers in the background ended early", exc_info=True)
-
-        thread = threading.Thread(target=start, name="aggregator-pool-start", daemon=True)
-        thread.start()
-        return thread
-
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         pool = self._get()
-        self.used = True
         try:
             return pool.submit(fn, *args, **kwargs)
         except BrokenProcessPool:  # a worker died: the tasks it held failed, start afresh
@@ -149,6 +123,5 @@ class LazyProcessPool(Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
             pool, self._pool = self._pool, None
-            self.used = False
         if pool is not None:
             pool.shutdown(wait=wait, cancel_futures=cancel_futures)

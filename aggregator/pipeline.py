@@ -341,10 +341,7 @@ class Pipeline:
         await asyncio.gather(*(one(s) for s in sources))
         pool = self.parse_executor
         if not self.keep_workers and isinstance(pool, LazyProcessPool) and pool.started:
-            if pool.used:  # free the workers' memory before rendering
-                await asyncio.to_thread(pool.shutdown, True)
-            else:  # started in the background and never needed: do not wait for its start
-                pool.shutdown(wait=False, cancel_futures=True)
+            await asyncio.to_thread(pool.shutdown, True)  # free their memory before rendering
         if report.new or report.updated or not await self._in_db(self.repo.list_snapshot_editions):
             render_started = time.perf_counter()
             report.rendered = await self._in_db(self.render_editions)

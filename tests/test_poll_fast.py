@@ -266,42 +266,6 @@ def _worker_pid() -> int:
     return os.getpid()
 
 
-def test_parse_pool_starts_its_workers_in_the_background() -> None:
-    """The workers come up without any work submitted, and the first submit uses them."""
-    import psutil
-
-    pool = LazyProcessPool(2)
-    try:
-        starter = pool.start_in_background()
-        assert pool.started  # the pool object exists at once: submits queue behind the start
-        starter.join(timeout=60)
-        assert not starter.is_alive() and not pool.used  # started, but no work yet
-        children = {p.pid for p in psutil.Process().children(recursive=True)}
-        assert pool.submit(_worker_pid).result(timeout=60) in children
-        assert pool.used  # a one-shot poll then waits for the workers to stop before rendering
-    finally:
-        pool.shutdown()
-    assert not pool.used and not pool.started
-
-
-def test_parse_pool_shut_down_while_starting_leaves_no_worker() -> None:
-    import psutil
-
-    before = {p.pid for p in psutil.Process().children(recursive=True)}
-    pool = LazyProcessPool(2)
-    starter = pool.start_in_background()
-    pool.shutdown(wait=True, cancel_futures=True)
-    starter.join(timeout=60)
-    assert not starter.is_alive() and not pool.started
-    workers = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
-    _, alive = psutil.wait_procs(
-        [w for w in workers if "forkserver" not in " ".join(w.cmdline())], timeout=10
-    )
-    assert not alive  # no worker outlives the pool
-    assert pool.submit(int, "9").result(timeout=60) == 9  # and it starts again on demand
-    pool.shutdown()
-
-
 async def test_one_shot_polls_stop_the_workers_before_rendering(
     tmp_path: Path, db_url: str
 ) -> None:

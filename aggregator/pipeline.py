@@ -619,20 +619,19 @@ class Pipeline:
         self, source: SourceState, result: Fetched, body_hash: str, now: datetime
     ) -> UpdatePlan:
         """``planchanged.plan_changed`` for a changed body, run whole in a parse worker."""
-        assert self.parse_executor is not None and self._worker_database is not None
+        assert self._worker_database is not None
+        seed = self.rng.getrandbits(64)
+        database, schedule = self._worker_database, self.settings.schedule
+        return await self._in_pool(
+            plan_in_worker, database, source, result, body_hash, now, schedule, seed
+        )
+
+    async def _in_pool(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)`` on the parse pool (started first if it is lazy and not yet up)."""
+        assert self.parse_executor is not None
         await self._start_pool()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.parse_executor,
-            plan_in_worker,
-            self._worker_database,
-            source,
-            result,
-            body_hash,
-            now,
-            self.settings.schedule,
-            self.rng.getrandbits(64),
-        )
+        return await loop.run_in_executor(self.parse_executor, fn, *args)
 
     async def _ingest(
         self,
@@ -646,19 +645,8 @@ class Pipeline:
             return ingest(
                 result.body, result.headers, result.url, source.language, now, known, cache
             )
-        await self._start_pool()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self.parse_executor,
-            ingest,
-            result.body,
-            result.headers,
-            result.url,
-            source.language,
-            now,
-            known,
-            cache,
-        )
+        body, headers, url, language = result.body, result.headers, result.url, source.language
+        return await self._in_pool(ingest, body, headers, url, language, now, known, cache)
 
     async def _record_crash(self, source: SourceState, error: str) -> None:
         """Record an unexpected failure and back off, so a poison source cannot spin."""

@@ -89,6 +89,7 @@ _PLAIN_ABSOLUTE = re.compile(
 _PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9_~!$&'()*+,=@-][A-Za-z0-9._~!$&'()*+,=@-]*\Z")
 
 
+@lru_cache(maxsize=_URL_CACHE)  # every entry of a document resolves against the same base
 def _base_directory(base: str) -> str | None:
     """What ``urljoin(base, segment)`` puts before a plain segment, for a plain ``base``: its
     scheme, authority and path up to the last "/" (query and fragment dropped). None (ask

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import random
 
 import pytest
 
-from aggregator.dedupe.aliases import parse_aliases
+from aggregator.dedupe.aliases import _CJK_CHAR as _CJK
+from aggregator.dedupe.aliases import _RUNS, AliasTable, default_aliases, parse_aliases
 from aggregator.dedupe.minhash import (
     DEFAULT_BANDS,
     DEFAULT_NUM_PERM,
@@ -15,7 +17,18 @@ from aggregator.dedupe.minhash import (
     estimate_jaccard,
     signature,
 )
-from aggregator.dedupe.text import features, normalize, shingles, stem, to_simplified
+from aggregator.dedupe.text import (
+    _CN_DIGIT,
+    _TOKEN,
+    _UNIT_GROUP,
+    Token,
+    features,
+    normalize,
+    shingles,
+    stem,
+    to_simplified,
+    tokens,
+)
 
 # --------------------------------------------------------------------------- normalize
 
@@ -87,6 +100,117 @@ def test_alias_table_parsing_skips_comments_and_blank_lines() -> None:
         "\x01acme\x01",
         "news",
     ]
+
+
+def _reference_mark(table: AliasTable, normalized: str) -> str:
+    """``AliasTable.mark`` as a plain scan: at every word (Latin) or character (Chinese),
+    try every alias length, longest first. The table's indexes must not change the result."""
+    longest_latin = max((s.count(" ") + 1 for s in table.surfaces), default=1)
+    cjk_longest = max((len(s) for s in table.surfaces), default=1)
+
+    def latin(text: str) -> str:
+        words, out, i = text.split(" "), [], 0
+        while i < len(words):
+            for n in range(min(longest_latin, len(words) - i), 0, -1):
+                candidate = " ".join(words[i : i + n])
+                if candidate in table.surfaces and not _CJK.search(candidate):
+                    out.append(f" \x01{table.surfaces[candidate]}\x01 ")
+                    i += n
+                    break
+            else:
+                out.append(words[i])
+                i += 1
+        return " ".join(out)
+
+    def cjk(text: str) -> str:
+        out, i = [], 0
+        while i < len(text):
+            for n in range(min(cjk_longest, len(text) - i), 0, -1):
+                candidate = text[i : i + n]
+                if candidate in table.surfaces:
+                    out.append(f" \x01{table.surfaces[candidate]}\x01 ")
+                    i += n
+                    break
+            else:
+                out.append(text[i])
+                i += 1
+        return "".join(out)
+
+    return _RUNS.sub(lambda m: cjk(m[0]) if _CJK.match(m[0]) else latin(m[0]), normalized)
+
+
+def test_alias_marking_equals_a_plain_scan_on_generated_text() -> None:
+    """The shipped table and a table of overlapping aliases (one word or character the start
+    of several, longer ones first), over 3,000 texts built from alias pieces and filler."""
+    rng = random.Random(11)
+    small = parse_aliases(
+        ["a\tapple|apple inc|apple inc cn|苹果|苹果公司", "b\tbyte|bytedance|字节|字节跳动",
+         "c\tinc|公司"], normalize,
+    )  # fmt: skip
+    for table in (default_aliases(), small):
+        pieces = [
+            *list(table.surfaces)[:400],
+            *["苹果", "公", "司", "字", "节", "跳", "动", "的", "了", "inc", "apple", "byte"],
+        ]
+        pieces += ["news", "2026", "q3", "v3.1", "跳", "节跳", "apple", "inc cn"]
+        for _ in range(1500):
+            text = normalize(
+                "".join(rng.choice(pieces) + rng.choice(["", " ", "  ", ", "]) for _ in range(12))
+            )
+            assert table.mark(text) == _reference_mark(table, text), text
+    assert small.mark("apple inc cn 字节跳动公司").split() == [
+        "\x01a\x01", "\x01b\x01", "\x01c\x01",
+    ]  # fmt: skip
+
+
+def _reference_tokens(normalized: str) -> list[Token]:
+    """``tokens`` as first written: each named group probed in turn."""
+    out: list[Token] = []
+    for m in _TOKEN.finditer(default_aliases().mark(normalized)):
+        if m.group("ent"):
+            out.append(Token("ent", m.group("ent")))
+        elif m.group("quarter") or m.group("quarter2"):
+            out.append(
+                Token("code", "q" + _CN_DIGIT[m.group("quarter") or m.group("quarter2")], "code")
+            )
+        elif m.group("money"):
+            unit = _UNIT_GROUP.get(m.group("money_unit") or "", m.group("money_unit") or "")
+            out.append(Token("num", f"${m.group('money')}{unit}", "$"))
+        elif m.group("code"):
+            out.append(Token("code", m.group("code"), "code"))
+        elif m.group("num"):
+            number = m.group("num")
+            if m.group("tail"):
+                out.append(Token("code", number + m.group("tail"), "code"))
+                continue
+            unit = m.group("cunit") or m.group("lunit") or ""
+            group = _UNIT_GROUP.get(unit, unit) or "num"
+            value = number + (_UNIT_GROUP.get(unit, unit) if group != "ord" else "")
+            out.append(Token("num", value, group))
+        elif m.group("word"):
+            out.append(Token("word", m.group("word")))
+        else:
+            out.append(Token("cjk", m.group("cjk")))
+    return out
+
+
+def test_tokens_equal_probing_every_group_on_generated_text() -> None:
+    rng = random.Random(5)
+    pieces = [
+        "腾讯", "Tencent", "第三季度", "2季度", "Q3", "$20bn", "$5", "$1.5b", "$3k", "iPhone 17",
+        "v3.1", "26.2", "5G", "4o", "14pro", "3月", "5日", "10亿元", "200万", "60hz", "3nm",
+        "21st", "2nd", "1.5", "gpt4", "R2", "deepseek", "发布", "了", "news", "Ünïcode", "Жук",
+        "λ", "2026年", "8 gb", "12%", "x", "-", ".",
+    ]  # fmt: skip
+    seen: set[str] = set()
+    for _ in range(3000):
+        text = normalize(
+            "".join(rng.choice(pieces) + rng.choice(["", " ", ", "]) for _ in range(10))
+        )
+        got = tokens(text)
+        assert got == _reference_tokens(text), text
+        seen.update(t.kind for t in got)
+    assert seen == {"ent", "code", "num", "word", "cjk"}
 
 
 def test_script_detection() -> None:

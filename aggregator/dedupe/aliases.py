@@ -30,13 +30,16 @@ _RUNS = re.compile(rf"[a-z0-9_.$%]+(?: [a-z0-9_.$%]+)*|{_CJK_CHAR.pattern}+")
 class AliasTable:
     """Surface form (normalized) -> canonical entity id, with lookup indexes.
 
-    ``latin_words``: the most words a Latin alias has. ``cjk_lengths``: for each first
-    character of a Chinese alias, the alias lengths starting with it, longest first.
+    ``latin_lengths``: for each first word of a Latin alias, the alias lengths in words
+    starting with it, longest first. ``cjk_lengths``: for each first character of a Chinese
+    alias, the alias lengths starting with it, longest first. ``cjk_starts``: a pattern
+    matching any such first character (the scan jumps from one to the next).
     """
 
     surfaces: dict[str, str]
-    latin_words: int
+    latin_lengths: dict[str, tuple[int, ...]]
     cjk_lengths: dict[str, tuple[int, ...]]
+    cjk_starts: re.Pattern[str] | None
 
     def mark(self, normalized: str) -> str:
         """Replace every alias in already-normalized text by `` \\x01id\\x01 ``.
@@ -66,13 +69,19 @@ class AliasTable:
         return f" {MARK}{self.surfaces[surface]}{MARK} "
 
     def _mark_latin(self, text: str) -> str | None:
+        """Whole-word aliases of one Latin run, longest first from each word on; only words
+        that start some alias are tried (most words start none)."""
         words = text.split(" ")
+        lengths = self.latin_lengths
         out: list[str] = []
         changed = False
         i = 0
-        while i < len(words):
-            for n in range(min(self.latin_words, len(words) - i), 0, -1):
-                candidate = " ".join(words[i : i + n])
+        count = len(words)
+        while i < count:
+            for n in lengths.get(words[i], ()):
+                if n > count - i:
+                    continue
+                candidate = " ".join(words[i : i + n]) if n > 1 else words[i]
                 if candidate in self.surfaces:
                     out.append(self._marker(candidate))
                     i += n
@@ -84,21 +93,34 @@ class AliasTable:
         return " ".join(out) if changed else None
 
     def _mark_cjk(self, text: str) -> str | None:
+        """Aliases inside one Chinese run, longest first from each character on; the scan
+        jumps between characters that start some alias (``cjk_starts``)."""
+        starts = self.cjk_starts
+        if starts is None:
+            return None
         out: list[str] = []
         changed = False
         i = 0
-        while i < len(text):
-            for n in self.cjk_lengths.get(text[i], ()):
-                candidate = text[i : i + n]
+        while True:
+            found = starts.search(text, i)
+            if found is None:
+                break
+            j = found.start()
+            for n in self.cjk_lengths[text[j]]:
+                candidate = text[j : j + n]
                 if candidate in self.surfaces:
+                    out.append(text[i:j])
                     out.append(self._marker(candidate))
-                    i += n
+                    i = j + n
                     changed = True
                     break
             else:
-                out.append(text[i])
-                i += 1
-        return "".join(out) if changed else None
+                out.append(text[i : j + 1])
+                i = j + 1
+        if not changed:
+            return None
+        out.append(text[i:])
+        return "".join(out)
 
     def entity_of(self, normalized_surface: str) -> str | None:
         """The canonical id of one normalized surface form, or None."""
@@ -125,17 +147,20 @@ def parse_aliases(lines: Iterable[str], normalize: Callable[[str], str]) -> Alia
             surface = normalize(form)
             if surface:
                 surfaces.setdefault(surface, entity)
-    latin_words = 1
-    lengths: dict[str, set[int]] = {}
+    latin: dict[str, set[int]] = {}
+    cjk: dict[str, set[int]] = {}
     for surface in surfaces:
         if _CJK_CHAR.search(surface):
-            lengths.setdefault(surface[0], set()).add(len(surface))
+            cjk.setdefault(surface[0], set()).add(len(surface))
         else:
-            latin_words = max(latin_words, surface.count(" ") + 1)
+            words = surface.split(" ")
+            latin.setdefault(words[0], set()).add(len(words))
+    starts = "".join(re.escape(c) for c in sorted(cjk))
     return AliasTable(
         surfaces=surfaces,
-        latin_words=latin_words,
-        cjk_lengths={c: tuple(sorted(n, reverse=True)) for c, n in lengths.items()},
+        latin_lengths={w: tuple(sorted(n, reverse=True)) for w, n in latin.items()},
+        cjk_lengths={c: tuple(sorted(n, reverse=True)) for c, n in cjk.items()},
+        cjk_starts=re.compile(f"[{starts}]") if starts else None,
     )
 
 

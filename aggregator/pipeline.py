@@ -31,6 +31,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -70,7 +71,14 @@ from aggregator.planchanged import (
     writes_stub,
 )
 from aggregator.publish import render_all, story_window
-from aggregator.related import TEXT_KEYS
+from aggregator.related import (
+    TEXT_KEYS,
+    KeyInputs,
+    KeysFn,
+    TextKeys,
+    key_inputs,
+    summary_keys_many,
+)
 from aggregator.settings import Settings
 from aggregator.store import relatedkeys
 from aggregator.store.bandprune import SLICE as PRUNE_SLICE
@@ -88,6 +96,8 @@ OUTAGE_WINDOW_SECONDS = 60.0
 PRUNE_EVERY_SECONDS = 3600.0
 #: Poll-state-only plans written per transaction, at most.
 STATE_BATCH = 1000
+#: Fewer story text keys than this missing at a render are computed in-process.
+POOL_KEYS_MIN = 64
 _QUIET = frozenset({"ok", "not_modified", "deferred"})  # outcomes logged at DEBUG only
 
 
@@ -675,11 +685,30 @@ class Pipeline:
 
     def render_editions(self) -> int:
         """Re-render every edition from recent stories; store the snapshots that changed."""
-        changed = render_stored(self.settings, self.repo, self.clock.now())
+        changed = render_stored(self.settings, self.repo, self.clock.now(), self._keys)
         if self.metrics is not None:
             for snap in changed:
                 self.metrics.export_renders.labels(edition=snap.edition, format=snap.format).inc()
         return len(changed)
+
+    def _keys(self, inputs: list[KeyInputs]) -> list[TextKeys]:
+        """Story text keys for a render: spread over the parse workers when they are up and
+        there are enough to be worth sending (after a busy poll, thousands: the tokenizing
+        was a serial second at the end of a cycle on both cores' worth of idle machine)."""
+        pool = self.parse_executor
+        started = not isinstance(pool, LazyProcessPool) or pool.started
+        if pool is None or not started or len(inputs) < POOL_KEYS_MIN:
+            return summary_keys_many(inputs)
+        size = max(POOL_KEYS_MIN // 2, -(-len(inputs) // (2 * (os.cpu_count() or 1))))
+        try:
+            parts = [
+                pool.submit(summary_keys_many, inputs[i : i + size])
+                for i in range(0, len(inputs), size)
+            ]
+            return [found for part in parts for found in part.result()]
+        except Exception:  # e.g. a broken worker: the render computes them itself
+            log.exception("computing story keys in the parse workers failed; doing it inline")
+            return summary_keys_many(inputs)
 
 
 def _shared_database(url: URL) -> bool:
@@ -690,13 +719,23 @@ def _shared_database(url: URL) -> bool:
     return bool(database) and database != ":memory:" and "mode=memory" not in str(url)
 
 
-def render_stored(settings: Settings, repo: Repository, now: datetime) -> list[Snapshot]:
+def render_stored(
+    settings: Settings,
+    repo: Repository,
+    now: datetime,
+    compute_keys: KeysFn = summary_keys_many,
+) -> list[Snapshot]:
     """Render every edition from the stored recent stories and newest recaps; save and return
-    the snapshots whose bytes changed (shared by the pipeline and ``aggregator recap``)."""
+    the snapshots whose bytes changed (shared by the pipeline and ``aggregator recap``).
+
+    The text keys of stories neither in memory nor stored are computed first, all in one
+    ``compute_keys`` call (the pipeline spreads them over its parse workers).
+    """
     days, count = story_window(settings.editions)
     stories = repo.recent_stories(now - timedelta(days=days), count)
     recaps = RecapStore(repo.engine).latest([e.name for e in settings.editions])
     relatedkeys.preload(repo.engine, TEXT_KEYS, stories)
+    TEXT_KEYS.compute_missing((key_inputs(s) for s in stories if s.items), compute_keys)
     snaps = render_all(
         settings.editions, stories, base_url=settings.server.base_url, now=now, recaps=recaps
     )

@@ -30,7 +30,7 @@ import json
 import re
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -78,6 +78,13 @@ class _TextKeys:
     lower: frozenset[str]  # words written in lower case
 
 
+TextKeys = _TextKeys
+#: What a story's text keys are computed from (``key_inputs``): its titles, its lead's summary.
+KeyInputs = tuple[tuple[str, ...], str]
+#: Computes the keys of several inputs, in order (``summary_keys_many``).
+KeysFn = Callable[[list[KeyInputs]], Iterable[TextKeys]]
+
+
 def _text_keys(text: str) -> _TextKeys:
     """Keys of one story text."""
     keys: set[str] = set()
@@ -118,6 +125,11 @@ def key_inputs(story: StoryRecord) -> tuple[tuple[str, ...], str]:
 def _summary_keys(titles: tuple[str, ...], summary_html: str) -> _TextKeys:
     summary = html_to_text(summary_html)[:SUMMARY_CHARS]
     return _text_keys("\n".join(titles) + "\n" + summary)
+
+
+def summary_keys_many(inputs: Sequence[KeyInputs]) -> list[TextKeys]:
+    """The keys of several story texts' inputs (``key_inputs``), in order."""
+    return [_summary_keys(titles, summary_html) for titles, summary_html in inputs]
 
 
 class TextKeyCache:
@@ -161,6 +173,27 @@ class TextKeyCache:
         self._entries[digest] = found
         while len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
+
+    def compute_missing(
+        self,
+        inputs: Iterable[KeyInputs],
+        compute: KeysFn,
+    ) -> int:
+        """Compute the keys of those ``inputs`` not in memory with ``compute`` in one call, as
+        ``get`` would have one by one; returns how many. ``compute`` maps a list of inputs to
+        their keys in order (``summary_keys_many``, or the same spread over worker
+        processes: a render after a busy poll tokenizes thousands of new stories)."""
+        todo: dict[bytes, KeyInputs] = {}
+        for titles, summary_html in inputs:
+            digest = self.digest(titles, summary_html)
+            if digest not in self._entries:
+                todo.setdefault(digest, (titles, summary_html))
+        if not todo:
+            return 0
+        for digest, found in zip(todo, compute(list(todo.values())), strict=True):
+            self._put(digest, found)
+            self._fresh[digest] = found
+        return len(todo)
 
     def missing(self, digests: Iterable[bytes]) -> list[bytes]:
         """The digests not in memory (to be looked up in storage)."""

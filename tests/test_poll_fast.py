@@ -250,6 +250,37 @@ def test_parse_workers_do_not_import_the_program() -> None:
     assert (main.__dict__.get("__file__"), main.__dict__.get("__spec__")) == before
 
 
+def test_render_keys_are_computed_by_started_workers_and_inline_otherwise() -> None:
+    from aggregator.pipeline import POOL_KEYS_MIN
+    from aggregator.related import summary_keys_many
+
+    inputs = [
+        ((f"Tencent {n} DeepSeek V3.{n}",), f"<p>Nvidia H{n} 腾讯 {n}</p>") for n in range(80)
+    ]
+    assert len(inputs) >= POOL_KEYS_MIN
+    pool = LazyProcessPool(2)
+    pipeline = Pipeline.__new__(Pipeline)
+    pipeline.parse_executor = pool
+    try:
+        assert pipeline._keys(inputs) == summary_keys_many(inputs)
+        assert not pool.started  # a lazy pool is not started for them
+        pool.warm_up()
+        sent: list[int] = []
+        real_submit = pool.submit
+
+        def submit(fn: Any, *args: Any) -> Any:
+            sent.append(len(args[0]))
+            return real_submit(fn, *args)
+
+        pool.submit = submit  # type: ignore[method-assign]
+        assert pipeline._keys(inputs) == summary_keys_many(inputs)
+        assert sum(sent) == len(inputs) and len(sent) > 1  # spread over the workers
+        sent.clear()
+        assert pipeline._keys(inputs[:3]) == summary_keys_many(inputs[:3]) and not sent
+    finally:
+        pool.shutdown()
+
+
 def test_parse_pool_replaces_a_dead_worker() -> None:
     pool = LazyProcessPool(1)
     try:

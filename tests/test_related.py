@@ -19,6 +19,7 @@ from aggregator.related import (
     key_score,
     related_updates,
     story_keys,
+    summary_keys_many,
 )
 from aggregator.store import relatedkeys
 from aggregator.store.repo import Repository
@@ -205,6 +206,31 @@ def test_text_key_cache_computes_once_and_round_trips_through_storage_text() -> 
         cache.get((f"title {n}",), "")
     assert cache.missing([fresh[0][0]]) == [fresh[0][0]]
     assert decode(encode(a)) == a and decode("{}") is None
+
+
+def test_missing_keys_are_computed_in_one_call_as_get_would() -> None:
+    inputs = [
+        (("Tencent eyes DeepSeek",), "<p>iOS 26.1</p>"),
+        (("Nvidia H20",), ""),
+        (("Tencent eyes DeepSeek",), "<p>iOS 26.1</p>"),
+        (("Xiaomi 17",), "<p>HyperOS 3</p>"),
+    ]
+    cache = TextKeyCache()
+    known = cache.get(*inputs[1])
+    cache.take_fresh()
+    calls: list[list[tuple[tuple[str, ...], str]]] = []
+
+    def compute(batch: list[tuple[tuple[str, ...], str]]) -> list[object]:
+        calls.append(batch)
+        return summary_keys_many(batch)
+
+    assert cache.compute_missing(inputs, compute) == 2  # the known one and a repeat are not sent
+    assert calls == [[inputs[0], inputs[3]]]
+    reference = TextKeyCache()
+    assert [cache.get(*i) for i in inputs] == [reference.get(*i) for i in inputs]
+    assert cache.get(*inputs[1]) is known
+    assert len(cache.take_fresh()) == 2  # computed keys are stored like those ``get`` computes
+    assert cache.compute_missing(inputs, compute) == 0 and len(calls) == 1
 
 
 def test_stored_keys_spare_a_fresh_process_the_tokenizing(repo: Repository) -> None:

@@ -11,9 +11,11 @@ Per run it reports:
 * **process**: wall time of the whole command, interpreter start-up, imports, schema check and
   config sync included (the cycle plus a fixed start-up cost);
 * feeds/s and items/s over the cycle;
-* peak memory of the process tree (parse workers and forkserver included), sampled every
-  0.1 s: the sum of RSS (counts pages shared between processes once per process) and the sum
-  of PSS (shares them out: the memory the tree really uses; the targets are judged on it);
+* peak memory of the process tree (parse workers and forkserver included): the sum of RSS,
+  sampled every 0.1 s (counts pages shared between processes once per process), and the sum
+  of PSS, sampled every 0.5 s (shares them out: the memory the tree really uses; the targets
+  are judged on it). PSS costs the sampler about 2 ms of CPU per process read, so it is read
+  less often (``PSS_EVERY``): at 10 Hz it took a sixth of a core from our runs;
 * the 1-minute load average just before the run (it lags: it mostly shows the previous run)
   and **other CPU s**: CPU seconds that processes other than the tool, the farm and this script
   used during the run (0 on a quiet machine; on a shared one, how much the run was disturbed).
@@ -102,18 +104,27 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _tree_memory(root: psutil.Process) -> tuple[float, float]:
-    """Summed RSS and PSS (bytes) of ``root`` and its descendants."""
+#: Seconds between samples of the tree's RSS and CPU (cheap: ``/proc/PID/statm``, ``stat``).
+SAMPLE_SECONDS = 0.1
+#: Every how many samples PSS is read as well. PSS walks every page table of every process
+#: (``smaps_rollup``, about 2 ms of CPU per process of ~75 MB here): at 10 Hz over five
+#: processes that took a sixth of a core from a CPU-bound run of ours, a few percent of one
+#: core from reader's single process.
+PSS_EVERY = 5
+
+
+def _tree_memory(tree: list[psutil.Process], with_pss: bool) -> tuple[float, float]:
+    """Summed RSS and (when ``with_pss``, else 0) PSS, in bytes, of the processes of ``tree``."""
     rss = pss = 0.0
-    for proc in [root, *root.children(recursive=True)]:
+    for proc in tree:
         try:
-            info = proc.memory_full_info()
+            info = proc.memory_full_info() if with_pss else proc.memory_info()
         except psutil.AccessDenied:
             info = proc.memory_info()
         except psutil.Error:
             continue
         rss += info.rss
-        pss += getattr(info, "pss", info.rss)
+        pss += getattr(info, "pss", info.rss) if with_pss else 0.0
     return rss, pss
 
 
@@ -157,15 +168,18 @@ def run_measured(
             root = psutil.Process(proc.pid)
         except psutil.Error:
             return
+        count = 0
         while not stop.is_set():
             try:
-                rss, pss = _tree_memory(root)
-                for member in [root, *root.children(recursive=True)]:
+                tree = [root, *root.children(recursive=True)]
+                rss, pss = _tree_memory(tree, with_pss=count % PSS_EVERY == 0)
+                for member in tree:
                     tree_cpu[member.pid] = max(tree_cpu.get(member.pid, 0.0), _cpu(member))
             except psutil.Error:
                 rss = pss = 0.0
             peak_rss, peak_pss = max(peak_rss, rss / 2**20), max(peak_pss, pss / 2**20)
-            stop.wait(0.1)
+            count += 1
+            stop.wait(SAMPLE_SECONDS)
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()

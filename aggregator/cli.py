@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from aggregator import __version__
-from aggregator.app import open_pipeline, open_repository
+from aggregator.app import open_pipeline, open_repository, settle_heap
 from aggregator.cliutil import ConfigOpt, fail, settings_for
 from aggregator.clock import SystemClock
 from aggregator.config import default_key, free_key, load_settings
@@ -183,6 +183,7 @@ def poll(
 async def _poll(settings: Settings) -> TickReport:
     async with open_pipeline(settings) as pipeline:
         total = sum(1 for s in pipeline.repo.list_sources() if s.enabled)
+        settle_heap()
         if not sys.stderr.isatty():
             return await pipeline.poll_all()
         with Progress(

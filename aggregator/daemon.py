@@ -21,7 +21,7 @@ import uvicorn
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from aggregator.api import DaemonAdmin
-from aggregator.app import open_pipeline
+from aggregator.app import open_pipeline, settle_heap
 from aggregator.enrich import Enricher, open_enricher
 from aggregator.metrics import build_metrics
 from aggregator.pipeline import Pipeline
@@ -192,6 +192,7 @@ async def serve(settings: Settings, *, host: str | None = None, port: int | None
         # would kill the process before the tick in flight is finished. A no-op handler of ours
         # is what uvicorn restores and re-raises into, so shutdown continues below.
         previous = _quiet_signals()
+        settle_heap()
         runner.start()
         log.info(
             "serving",

@@ -55,3 +55,28 @@ def test_the_poll_command_does_not_load_the_web_stack() -> None:
         "print(sorted(m for m in web if m in sys.modules))"
     )
     assert loaded == "[]"
+
+
+def test_settle_heap_freezes_what_start_up_left_alive() -> None:
+    """Long-lived commands move start-up objects out of the collector's way; later garbage is
+    still collected."""
+    import gc
+    import weakref
+
+    from aggregator.app import settle_heap
+
+    class Node:
+        def __init__(self) -> None:
+            self.me = self  # a reference cycle: only the collector frees it
+
+    survivor = Node()
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0 and survivor.me is survivor
+        later = Node()
+        gone = weakref.ref(later)
+        del later
+        gc.collect()
+        assert gone() is None
+    finally:
+        gc.unfreeze()

@@ -105,38 +105,25 @@ def test_alias_table_parsing_skips_comments_and_blank_lines() -> None:
 def _reference_mark(table: AliasTable, normalized: str) -> str:
     """``AliasTable.mark`` as a plain scan: at every word (Latin) or character (Chinese),
     try every alias length, longest first. The table's indexes must not change the result."""
-    longest_latin = max((s.count(" ") + 1 for s in table.surfaces), default=1)
-    cjk_longest = max((len(s) for s in table.surfaces), default=1)
 
-    def latin(text: str) -> str:
-        words, out, i = text.split(" "), [], 0
-        while i < len(words):
-            for n in range(min(longest_latin, len(words) - i), 0, -1):
-                candidate = " ".join(words[i : i + n])
-                if candidate in table.surfaces and not _CJK.search(candidate):
-                    out.append(f" \x01{table.surfaces[candidate]}\x01 ")
-                    i += n
-                    break
-            else:
-                out.append(words[i])
-                i += 1
-        return " ".join(out)
-
-    def cjk(text: str) -> str:
+    def scan(units: list[str], sep: str) -> str:
         out, i = [], 0
-        while i < len(text):
-            for n in range(min(cjk_longest, len(text) - i), 0, -1):
-                candidate = text[i : i + n]
+        while i < len(units):
+            for n in range(len(units) - i, 0, -1):
+                candidate = sep.join(units[i : i + n])
                 if candidate in table.surfaces:
                     out.append(f" \x01{table.surfaces[candidate]}\x01 ")
                     i += n
                     break
             else:
-                out.append(text[i])
+                out.append(units[i])
                 i += 1
-        return "".join(out)
+        return sep.join(out)
 
-    return _RUNS.sub(lambda m: cjk(m[0]) if _CJK.match(m[0]) else latin(m[0]), normalized)
+    return _RUNS.sub(
+        lambda m: scan(list(m[0]), "") if _CJK.match(m[0]) else scan(m[0].split(" "), " "),
+        normalized,
+    )
 
 
 def test_alias_marking_equals_a_plain_scan_on_generated_text() -> None:

@@ -693,8 +693,8 @@ class Pipeline:
 
     def _keys(self, inputs: list[KeyInputs]) -> list[TextKeys]:
         """Story text keys for a render: spread over the parse workers when they are up and
-        there are enough to be worth sending (after a busy poll, thousands: the tokenizing
-        was a serial second at the end of a cycle on both cores' worth of idle machine)."""
+        there are enough to be worth sending (after a busy tick, thousands: tokenizing them
+        took a serial second at the end of the cycle while both cores idled)."""
         pool = self.parse_executor
         started = not isinstance(pool, LazyProcessPool) or pool.started
         if pool is None or not started or len(inputs) < POOL_KEYS_MIN:

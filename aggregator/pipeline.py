@@ -31,7 +31,6 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
-import os
 import random
 import time
 from collections import deque
@@ -280,8 +279,9 @@ class Pipeline:
         workers = getattr(parse_executor, "workers", None) or getattr(
             parse_executor, "_max_workers", None
         )
+        self._workers = workers if isinstance(workers, int) else 1
         # bodies between "fetched" and "stored": enough to keep every parse worker busy
-        self._bodies = asyncio.Semaphore(2 * (workers if isinstance(workers, int) else 1) + 2)
+        self._bodies = asyncio.Semaphore(2 * self._workers + 2)
 
     def close(self) -> None:
         """Stop the database threads (after in-flight calls finish)."""
@@ -699,7 +699,7 @@ class Pipeline:
         started = not isinstance(pool, LazyProcessPool) or pool.started
         if pool is None or not started or len(inputs) < POOL_KEYS_MIN:
             return summary_keys_many(inputs)
-        size = max(POOL_KEYS_MIN // 2, -(-len(inputs) // (2 * (os.cpu_count() or 1))))
+        size = max(POOL_KEYS_MIN // 2, -(-len(inputs) // (2 * self._workers)))
         try:
             parts = [
                 pool.submit(summary_keys_many, inputs[i : i + size])

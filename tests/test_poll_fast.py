@@ -260,7 +260,7 @@ def test_render_keys_are_computed_by_started_workers_and_inline_otherwise() -> N
     assert len(inputs) >= POOL_KEYS_MIN
     pool = LazyProcessPool(2)
     pipeline = Pipeline.__new__(Pipeline)
-    pipeline.parse_executor = pool
+    pipeline.parse_executor, pipeline._workers = pool, pool.workers
     try:
         assert pipeline._keys(inputs) == summary_keys_many(inputs)
         assert not pool.started  # a lazy pool is not started for them

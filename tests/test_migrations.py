@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -70,3 +71,31 @@ def test_concurrent_upgrades_do_not_collide(db_url: str) -> None:
     finally:
         for e in engines:
             e.dispose()
+
+
+def test_the_switch_to_wal_is_retried_while_another_connection_holds_the_lock() -> None:
+    """SQLite answers "database is locked" to the switch at once, without its busy handler."""
+    import sqlite3
+
+    from aggregator.store.db import _ensure_wal
+
+    class Cursor:
+        def __init__(self, failures: int, error: str = "database is locked") -> None:
+            self.failures, self.error, self.calls = failures, error, 0
+
+        def execute(self, sql: str) -> Cursor:
+            self.calls += 1
+            if self.failures:
+                self.failures -= 1
+                raise sqlite3.OperationalError(self.error)
+            self.mode = "wal" if sql.endswith("=WAL") else "delete"
+            return self
+
+        def fetchone(self) -> tuple[str]:
+            return (self.mode,)
+
+    locked = Cursor(failures=3)
+    _ensure_wal(locked)
+    assert locked.calls == 5  # three refusals, then the read and the switch
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):
+        _ensure_wal(Cursor(failures=1, error="disk I/O error"))

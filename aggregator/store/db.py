@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ast
 import re
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -102,6 +104,28 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def _ensure_wal(cursor: Any) -> None:
+    """Put a SQLite database in WAL mode (persistent, so only asked when it is not in it).
+
+    Switching needs an exclusive lock, and SQLite answers "database is locked" at once, without
+    calling the busy handler, when another connection holds a lock meanwhile: two processes
+    opening a new database together (replicas starting, ``upgrade`` racing ``poll``) saw it
+    now and then. The switch is retried for up to the busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    delay = 0.005
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
 def _tune_sqlite(engine: Engine) -> None:
     """Install the per-connection PRAGMAs and SQLAlchemy-managed BEGIN for SQLite."""
 
@@ -112,9 +136,7 @@ def _tune_sqlite(engine: Engine) -> None:
         try:
             # busy_timeout first, so the PRAGMAs below wait for a concurrent writer too
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            # WAL is persistent: switching needs an exclusive lock, so only ask when not in it
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                cursor.execute("PRAGMA journal_mode=WAL")
+            _ensure_wal(cursor)
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT_PAGES}")

@@ -28,6 +28,10 @@ from aggregator.store.repo import Repository
 
 log = logging.getLogger("aggregator.app")
 SHUTDOWN_GRACE_SECONDS = 8.0
+#: A one-shot poll of at least this many enabled sources starts its parse workers at once,
+#: beside its own start-up (``open_pipeline``): in a batch that large some body has almost
+#: always changed, and the workers take about half a second to come up.
+EAGER_POOL_SOURCES = 32
 
 
 def owner_id() -> str:
@@ -63,12 +67,16 @@ async def open_pipeline(
     """A ready pipeline with config sources synced into the database; cleans up on exit.
 
     ``warm`` starts the parse processes now and keeps them between runs (the daemon);
-    otherwise (``poll``) they start when a run first needs them and stop when its sources are
-    done.
+    otherwise (``poll``) they stop when a run's sources are done, and start when it first
+    needs them, or, for ``EAGER_POOL_SOURCES`` sources or more, on a background thread now,
+    so that they come up while the database is opened and the sources are synced.
     """
     clock = clock or SystemClock()
     n = parse_workers(settings) if workers is None else workers
     executor = LazyProcessPool(n) if n else None
+    enabled = sum(1 for s in settings.sources if s.enabled)
+    eager = executor is not None and not warm and enabled >= EAGER_POOL_SOURCES
+    starting = executor.start_soon() if executor is not None and eager else None
     try:
         engine, repo = open_repository(settings)
         try:
@@ -94,6 +102,8 @@ async def open_pipeline(
         finally:
             engine.dispose()
     finally:
+        if starting is not None:
+            starting.join()  # else it could start a pool after the shutdown below
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 

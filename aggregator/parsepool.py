@@ -15,6 +15,7 @@ killer) breaks a ``ProcessPoolExecutor`` for good; this pool replaces it on the 
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import multiprocessing.context
 import sys
@@ -24,6 +25,8 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
+
+log = logging.getLogger("aggregator.parsepool")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -84,6 +87,8 @@ class LazyProcessPool(Executor):
         self.preload = preload
         self._pool: ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._warming = threading.Lock()
+        self._ready: ProcessPoolExecutor | None = None  # the pool ``warm_up`` last finished
         self.restarts = 0  # pools replaced after a worker died
 
     @property
@@ -99,11 +104,37 @@ class LazyProcessPool(Executor):
                 self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx)
             return self._pool
 
+    @property
+    def ready(self) -> bool:
+        """Whether ``warm_up`` has finished (every worker answered) since the pool started."""
+        return self._ready is not None and self._ready is self._pool
+
     def warm_up(self) -> None:
-        """Start every worker now (the daemon does this at start-up, off the first tick)."""
-        pool = self._get()
-        for future in [pool.submit(int) for _ in range(self.workers)]:
-            future.result()
+        """Start every worker now and wait until each answers (the daemon does this at
+        start-up, off the first tick). Blocks for as long as the forkserver takes to import
+        the parse modules (about half a second); callers at once share one start."""
+        with self._warming:
+            if self.ready:
+                return
+            pool = self._get()
+            for future in [pool.submit(int) for _ in range(self.workers)]:
+                future.result()
+            self._ready = pool
+
+    def start_soon(self) -> threading.Thread:
+        """``warm_up`` on a background thread, so the workers come up while the caller does
+        its own start-up; a failure there is logged, and the first ``warm_up`` after it tries
+        again. Returns the thread."""
+
+        def warm() -> None:
+            try:
+                self.warm_up()
+            except Exception:
+                log.warning("starting the parse workers failed", exc_info=True)
+
+        thread = threading.Thread(target=warm, name="aggregator-pool-start", daemon=True)
+        thread.start()
+        return thread
 
     def submit(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> Future[T]:
         pool = self._get()

@@ -620,9 +620,9 @@ class Pipeline:
     async def _start_pool(self) -> None:
         """Start a lazy pool's workers off the event loop, once (it blocks for a moment)."""
         pool = self.parse_executor
-        if isinstance(pool, LazyProcessPool) and not pool.started:
+        if isinstance(pool, LazyProcessPool) and not pool.ready:
             async with self._pool_lock:
-                if not pool.started:
+                if not pool.ready:  # (waits for a start already under way: ``start_soon``)
                     await asyncio.to_thread(pool.warm_up)
 
     async def _plan_in_worker(

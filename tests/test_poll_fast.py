@@ -318,6 +318,45 @@ async def test_one_shot_polls_stop_the_workers_before_rendering(
             assert daemon.parse_executor.started  # the daemon keeps its workers between ticks
 
 
+def test_a_pool_started_soon_is_ready_once_and_restarts_after_shutdown() -> None:
+    pool = LazyProcessPool(2)
+    try:
+        assert not pool.started and not pool.ready
+        thread = pool.start_soon()
+        pool.warm_up()  # waits for the start under way instead of starting a second one
+        assert pool.ready
+        thread.join(timeout=60)
+        pids = {pool.submit(_worker_pid).result(timeout=60) for _ in range(8)}
+        assert 1 <= len(pids) <= 2 and os.getpid() not in pids
+        pool.shutdown()
+        assert not pool.started and not pool.ready
+        pool.warm_up()  # a later run starts it afresh
+        assert pool.ready and pool.submit(int, "5").result(timeout=60) == 5
+    finally:
+        pool.shutdown()
+
+
+async def test_big_one_shot_polls_start_their_workers_during_start_up(
+    tmp_path: Path, db_url: str
+) -> None:
+    from aggregator.app import EAGER_POOL_SOURCES
+
+    with FeedServer() as server:
+        server.serve("/f.xml", rss(("a", "one")))
+        few = settings_for(tmp_path, db_url, [server.url("/f.xml")])
+        async with open_pipeline(few, workers=1) as pipeline:
+            pool = pipeline.parse_executor
+            assert isinstance(pool, LazyProcessPool) and not pool.started
+        urls = [server.url(f"/f.xml?n={n}") for n in range(EAGER_POOL_SOURCES)]
+        many = settings_for(tmp_path, db_url, urls)
+        async with open_pipeline(many, workers=1) as pipeline:
+            pool = pipeline.parse_executor
+            assert isinstance(pool, LazyProcessPool) and pool.started  # before any run
+            report = await pipeline.poll_all()
+            assert report.ok == EAGER_POOL_SOURCES and not pool.started  # stopped as before
+            assert report.new >= 1
+
+
 def test_planner_reads_get_their_own_thread_unless_the_database_is_in_memory() -> None:
     from sqlalchemy import make_url
 

@@ -13,18 +13,21 @@ import socket
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from aggregator.clock import Clock, SystemClock
 from aggregator.fetch import Fetcher
-from aggregator.metrics import Metrics
 from aggregator.netguard import DestinationPolicy
 from aggregator.parsepool import LazyProcessPool
 from aggregator.pipeline import Pipeline
 from aggregator.settings import Settings
 from aggregator.store.db import make_engine, upgrade
 from aggregator.store.repo import Repository
+
+if TYPE_CHECKING:  # prometheus_client is loaded by the daemon that exports metrics, not by `poll`
+    from aggregator.metrics import Metrics
 
 log = logging.getLogger("aggregator.app")
 SHUTDOWN_GRACE_SECONDS = 8.0

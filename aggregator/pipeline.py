@@ -39,7 +39,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import URL
 
@@ -48,7 +48,6 @@ from aggregator.dedupe.prepare import prepare_many
 from aggregator.errors import StorageError
 from aggregator.fetch import Fetcher
 from aggregator.ingest import Ingested, ingest
-from aggregator.metrics import Metrics
 from aggregator.model import (
     ApplyResult,
     ExistingItem,
@@ -85,6 +84,9 @@ from aggregator.store.bandprune import band_cutoff, prune_story_bands
 from aggregator.store.matching import MatchAfterApply
 from aggregator.store.recaps import RecapStore
 from aggregator.store.repo import Repository
+
+if TYPE_CHECKING:  # prometheus_client is loaded by the daemon that exports metrics, not by `poll`
+    from aggregator.metrics import Metrics
 
 log = logging.getLogger("aggregator.pipeline")
 T = TypeVar("T")

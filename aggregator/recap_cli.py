@@ -13,11 +13,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
-from apscheduler.triggers.cron import CronTrigger
 
 from aggregator.app import open_repository
 from aggregator.cliutil import ConfigOpt, fail, find_edition, settings_for
@@ -36,6 +35,9 @@ from aggregator.settings import RecapSettings, Settings
 from aggregator.store.recaps import RecapStore
 from aggregator.store.repo import Repository
 
+if TYPE_CHECKING:  # APScheduler is imported by the daemon that schedules the job, not by every CLI
+    from apscheduler.triggers.cron import CronTrigger
+
 log = logging.getLogger("aggregator.recap")
 #: Stories read to build one week's recap (newest first from the week's start: generous, since
 #: a recap runs once a week and a firehose edition sees a few thousand stories a week).
@@ -44,6 +46,8 @@ STORY_LIMIT = 20_000
 
 def recap_trigger(settings: RecapSettings) -> CronTrigger:
     """The cron trigger of the weekly recap job, in the configured time zone."""
+    from apscheduler.triggers.cron import CronTrigger
+
     return CronTrigger(
         day_of_week=settings.day_of_week,
         hour=settings.hour,

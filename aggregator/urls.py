@@ -94,7 +94,15 @@ def _clean_query(query: str) -> str:
     return "&".join(part for _, part in kept)
 
 
-@lru_cache(maxsize=4096)
+# A URL that is already canonical but for a missing "/" path: lower-case http(s) scheme and
+# ASCII host (dot-separated labels, no port, no user info), a path of unreserved characters
+# only, no query or fragment. Most article links look like this.
+_PLAIN_URL = re.compile(
+    r"(https?://[a-z0-9](?:[a-z0-9-]*[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]*[a-z0-9])?)*)"
+    r"(/[A-Za-z0-9._~/-]*)?\Z"
+)
+
+
 def canonical_url(url: str | None) -> str | None:
     """Return the normalized form of an absolute http(s) URL, or None if it is not one.
 
@@ -102,7 +110,21 @@ def canonical_url(url: str | None) -> str | None:
     removes the fragment (unless it is a client-side route such as ``#!/post/1`` or ``#/x``),
     removes well-known tracking parameters, sorts the remaining query parameters and turns an
     empty path into ``/``.
+
+    A URL that is canonical already (``_PLAIN_URL``: every step above leaves it as it is) is
+    answered directly: each entry link is a new string, so the memo of the general path
+    (``_canonical_url``) never hits for them, and that path costs ten times as much.
     """
+    if url:
+        plain = _PLAIN_URL.match(url)
+        if plain is not None:
+            return url if plain.group(2) else url + "/"
+    return _canonical_url(url)
+
+
+@lru_cache(maxsize=4096)
+def _canonical_url(url: str | None) -> str | None:
+    """``canonical_url`` in general (see there)."""
     if not url:
         return None
     url = url.strip()

@@ -187,11 +187,12 @@ def _plain(value: object) -> object:
     return value
 
 
-def test_feedparser_results_are_unchanged_by_the_dict_and_copy_shortcuts(
+def test_feedparser_results_are_unchanged_by_the_dict_copy_and_pop_shortcuts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Every fixture (and, when present, every file of ../shared/corpus) parses to the same
-    result, key for key, with feedparser's own ``FeedParserDict`` methods and ``copy``."""
+    result, key for key, with feedparser's own ``FeedParserDict`` methods, ``copy`` and
+    ``pop``."""
     _install_speedups()
     fast = {p: _plain(feedparser.parse(p.read_bytes())) for p in _feed_files()}
     fpd = feedparser.util.FeedParserDict
@@ -200,6 +201,8 @@ def test_feedparser_results_are_unchanged_by_the_dict_and_copy_shortcuts(
         assert original.__module__ == "feedparser.util"
         monkeypatch.setattr(fpd, name, original)
     monkeypatch.setattr(feedparser.mixin, "copy", copy)
+    mixin = feedparser.mixin._FeedParserMixin
+    monkeypatch.setattr(mixin, "pop", mixin.pop.__wrapped__)  # feedparser's own pop
     slow = {p: _plain(feedparser.parse(p.read_bytes())) for p in fast}
     assert len(fast) >= 10
     assert sum(1 for r in slow.values() if r["entries"]) >= 8  # type: ignore[index]
@@ -345,3 +348,43 @@ def test_plain_segment_shortcut_joins_like_feedparser() -> None:
         taken += bool(_PLAIN_SEGMENT.match(uri) and _base_directory(base) is not None)
     assert taken > 1000
     assert join("https://pub0.example/feed?x=1", "pub0-51") == "https://pub0.example/pub0-51"
+
+
+C1_FEED = (
+    "<?xml version='1.0' encoding='utf-8'?><rss version='2.0'><channel>"
+    "<title>Pub \u0093quoted\u0094</title><link>https://pub.example/</link>"
+    "<description>plain ASCII</description>"
+    "<item><title>\u4e2d\u0093\u6587\u0094 \u0080 \u0081 \u009f</title>"
+    "<description>&lt;p&gt;caf\u00e9 \u0085 \u2019 \u4e2d\u6587&lt;/p&gt;</description>"
+    "<guid>a</guid></item>"
+    "<item><title>\u4e2d\u6587 only</title><description>\u201ccurly\u201d</description>"
+    "<guid>b</guid></item></channel></rss>"
+).encode()
+
+
+def test_pop_translates_c1_controls_only_where_there_are_some(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The guarded ``pop`` is installed on this feedparser and maps C1 controls (in titles,
+    HTML, Chinese text) exactly as feedparser's own ``pop`` does; text without one is left
+    as it is."""
+    _install_speedups()
+    mixin = feedparser.mixin._FeedParserMixin
+    guarded = mixin.pop
+    assert guarded.__wrapped__.__code__.co_filename.endswith("mixin.py")
+    fast = feedparser.parse(C1_FEED)
+    assert fast.entries[0].title == "\u4e2d\u201c\u6587\u201d \u20ac \u0081 \u0178"
+    assert fast.feed.title == "Pub \u201cquoted\u201d"
+    assert fast.entries[1].summary == "\u201ccurly\u201d"
+    monkeypatch.setattr(mixin, "pop", guarded.__wrapped__)
+    assert _plain(feedparser.parse(C1_FEED)) == _plain(fast)
+
+
+def test_pop_is_left_alone_when_its_source_is_not_the_expected_one() -> None:
+    from aggregator.parse import _guarded_pop
+
+    class Other:
+        def pop(self, element: str) -> str:
+            return element.upper()
+
+    assert _guarded_pop(Other) is None

@@ -70,9 +70,13 @@ _BLOCK_TAG = re.compile(
 )
 # The start of an href/src/srcset/cite/poster/background value, matched on lower-cased markup
 # (a case-insensitive regex is six times slower here). Group 1: the opening quote, if any.
-_URL_ATTR = re.compile(
-    r"(?:href|src|srcset|cite|poster|background)[\t\n\f\r ]*=[\t\n\f\r ]*([\"']?)"
-)
+# Attributes whose value is a URL (or, for srcset, URLs), as ``_relative_refs`` finds them:
+# the name, optional whitespace, ``=``, optional whitespace and an optional quote.
+_URL_NAMES = ("href", "src", "srcset", "cite", "poster", "background")
+_LONGEST_NAME = max(map(len, _URL_NAMES))
+_HTML_SPACE = "\t\n\f\r "
+# The one character whose lower case is longer than itself ("İ" -> "i̇"): indices would shift.
+_LONGER_LOWER = "\u0130"
 # A value that starts with a scheme (``http:``, ``mailto:``): ammonia never needs a base for it.
 _SCHEME = re.compile(r"[\t\n\f\r ]*[a-z][a-z0-9+.-]*:")
 # Only these characters can start a value resolved against the origin alone ("/x", "//host/x").
@@ -127,23 +131,38 @@ def _relative_refs(html_text: str) -> int:
     ``/`` or ``\\`` (path-absolute or scheme-relative), so only the base's scheme and authority
     matter. ``FULL_BASE``: anything else (``../x``, ``?q``, ``#f``, an entity-encoded start).
     Conservative: text that merely looks like an attribute only ever asks for more of the base.
+
+    An attribute is found from its ``=`` (``str.find``, at C speed) and the name before it,
+    case-insensitively: what a regex scan of the lower-cased text for ``name[ws]*=[ws]*quote?``
+    finds (the tests keep that scan as the reference), at a fifth of the cost: the scan visited
+    every character, and entries have few ``=``.
     """
-    low = html_text.lower()
-    if len(low) != len(html_text):  # a rare character whose lower case is longer: no indexing
+    if _LONGER_LOWER in html_text:  # lower-casing would shift every index after it
         return FULL_BASE
     need = NO_BASE
-    for match in _URL_ATTR.finditer(low):
-        start = match.end()
-        if match.group(1):  # quoted: the value ends at the closing quote
-            end = low.find(match.group(1), start)
-            value = low[start : end if end >= 0 else len(low)]
-        else:
-            value = low[start : start + 256]
-        if _SCHEME.match(value):
-            continue
-        if not _PATH_ABSOLUTE.match(value):
-            return FULL_BASE
-        need = ORIGIN
+    size = len(html_text)
+    equals = html_text.find("=")
+    while equals >= 0:
+        name_end = equals
+        while name_end and html_text[name_end - 1] in _HTML_SPACE:
+            name_end -= 1
+        if html_text[max(0, name_end - _LONGEST_NAME) : name_end].lower().endswith(_URL_NAMES):
+            start = equals + 1
+            while start < size and html_text[start] in _HTML_SPACE:
+                start += 1
+            quote = html_text[start : start + 1]
+            if quote in ("'", '"'):
+                start += 1
+                end = html_text.find(quote, start)
+                value = html_text[start : end if end >= 0 else size]
+            else:
+                value = html_text[start : start + 256]
+            value = value.lower()
+            if not _SCHEME.match(value):
+                if not _PATH_ABSOLUTE.match(value):
+                    return FULL_BASE
+                need = ORIGIN
+        equals = html_text.find("=", equals + 1)
     return need
 
 

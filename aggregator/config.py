@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
+import aggregator.settings as _settings_module
 from aggregator.errors import ConfigError
 from aggregator.rules import check_edition_rules
 from aggregator.settings import (
@@ -67,6 +68,9 @@ for _cls in (
     EditionConfig,
 ):
     setattr(_cls, "__pydantic_config__", ConfigDict(extra="forbid"))  # noqa: B010
+# ``settings.py`` names pydantic's ``Field`` only in an annotation (the ``not`` alias), so that
+# the modules parse workers import do not load pydantic; the validator resolves it there.
+_settings_module.Field = Field
 _ADAPTER = TypeAdapter(Settings)
 
 

@@ -7,9 +7,10 @@ of the settings without importing TOML or environment handling.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-from pydantic import Field
+if TYPE_CHECKING:  # resolved by ``config.py``'s validator, which imports pydantic (see there)
+    from pydantic import Field
 
 FIELDS = ("title", "summary", "content", "categories", "source", "language", "tags")
 

@@ -358,10 +358,13 @@ class Pipeline:
                 on_done(rep)
 
         await asyncio.gather(*(one(s) for s in sources))
-        pool = self.parse_executor
-        if not self.keep_workers and isinstance(pool, LazyProcessPool) and pool.started:
-            await asyncio.to_thread(pool.shutdown, True)  # free their memory before rendering
         if report.new or report.updated or not await self._in_db(self.repo.list_snapshot_editions):
+            pool = self.parse_executor
+            if not self.keep_workers and isinstance(pool, LazyProcessPool) and pool.started:
+                # free their memory for the render; a run with nothing to render leaves that
+                # to the command's exit (``open_pipeline``) instead of waiting here for workers
+                # it may have started early (``start_soon``) and never used
+                await asyncio.to_thread(pool.shutdown, True)
             render_started = time.perf_counter()
             report.rendered = await self._in_db(self.render_editions)
             report.render_seconds = time.perf_counter() - render_started

@@ -368,6 +368,10 @@ async def test_big_one_shot_polls_start_their_workers_during_start_up(
             report = await pipeline.poll_all()
             assert report.ok == EAGER_POOL_SOURCES and not pool.started  # stopped as before
             assert report.new >= 1
+            pool.start_soon()
+            quiet = await pipeline.poll_all()  # nothing new: no render, so no stop to wait for
+            assert quiet.new == quiet.updated == quiet.rendered == 0 and pool.started
+        assert not pool.started  # the command's exit stopped it
 
 
 def test_planner_reads_get_their_own_thread_unless_the_database_is_in_memory() -> None:

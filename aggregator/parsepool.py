@@ -116,10 +116,9 @@ class LazyProcessPool(Executor):
         with self._warming:
             if self.ready:
                 return
-            pool = self._get()
-            for future in [pool.submit(int) for _ in range(self.workers)]:
-                future.result()
-            self._ready = pool
+            for future in [self.submit(int) for _ in range(self.workers)]:
+                future.result()  # a pool broken meanwhile raises here; the next call replaces it
+            self._ready = self._pool
 
     def start_soon(self) -> threading.Thread:
         """``warm_up`` on a background thread, so the workers come up while the caller does

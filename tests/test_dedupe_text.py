@@ -276,3 +276,28 @@ def test_unrelated_headlines_almost_never_share_a_band_key() -> None:
     keys = [set(band_keys(signature(features(t).shingles))) for t in texts]
     pairs = list(itertools.combinations(range(len(texts)), 2))
     assert sum(1 for i, j in pairs if keys[i] & keys[j]) <= 1
+
+
+def test_normalize_skips_only_scans_that_could_not_match() -> None:
+    """``normalize`` skips the thousands, hyphen and stray-dot rewrites for text without their
+    character; on generated text full of those characters it equals running every rewrite."""
+    import random
+    import unicodedata
+
+    from aggregator.dedupe import text as t
+
+    def reference(raw: str) -> str:
+        folded = t.to_simplified(unicodedata.normalize("NFKC", raw)).casefold()
+        folded = t._THOUSANDS.sub("", folded)
+        folded = t._LETTER_HYPHEN_DIGIT.sub("", folded)
+        folded = t._DROP.sub(" ", folded)
+        folded = t._STRAY_DOT.sub(" ", folded)
+        return t._DIGIT_SPACE_CJK.sub("", t._SPACES.sub(" ", folded).strip())
+
+    rng = random.Random(3)
+    pieces = ["1,000", "12,5", "gpt-4o", "covid-19", "a-b", "3.5", "v1.", ".x", "...", "，",
+              "ＩＯＳ２６", "52.99 万元", "iPhone 17", "騰訊", "-", ",", ".", " ", "x",
+              "7"]  # fmt: skip
+    for _ in range(5000):
+        raw = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 8)))
+        assert t.normalize(raw) == reference(raw), raw

@@ -84,10 +84,14 @@ def normalize(text: str) -> str:
     """
     folded = unicodedata.normalize("NFKC", text)
     folded = to_simplified(folded).casefold()
-    folded = _THOUSANDS.sub("", folded)
-    folded = _LETTER_HYPHEN_DIGIT.sub("", folded)
+    # each of these patterns needs its character: a text without it skips the scan
+    if "," in folded:
+        folded = _THOUSANDS.sub("", folded)
+    if "-" in folded:
+        folded = _LETTER_HYPHEN_DIGIT.sub("", folded)
     folded = _DROP.sub(" ", folded)
-    folded = _STRAY_DOT.sub(" ", folded)
+    if "." in folded:
+        folded = _STRAY_DOT.sub(" ", folded)
     return _DIGIT_SPACE_CJK.sub("", _SPACES.sub(" ", folded).strip())
 
 

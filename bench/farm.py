@@ -28,7 +28,13 @@ EN_WORDS = tuple(
     "model chip launch phone cloud data center open source kernel release security "  # noqa: SIM905
     "update battery display camera processor network market price startup funding".split()
 )
-BASE = datetime(2026, 11, 28, tzinfo=UTC)
+# Items are dated back from the hour the farm starts: item k of a feed appeared 37 minutes x
+# (HISTORY - k) before it (a feed's first items about five days back, what a tick adds a few
+# days back and newer), so they fall inside an edition's default 7-day window and the
+# benchmark's renders export what a real poll's would. Bodies are the same for one seed within
+# the hour.
+BASE = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+HISTORY = 200
 
 
 @dataclass
@@ -57,7 +63,7 @@ class Feed:
                     "title": f"{title} {self.index}-{k}",
                     "link": f"https://pub{self.index}.example/posts/{k}",
                     "guid": f"pub{self.index}-{k}",
-                    "date": BASE - timedelta(minutes=37 * (10_000 - k) + self.index),
+                    "date": BASE - timedelta(minutes=37 * (HISTORY - k) + self.index),
                     "html": f"<p>{escape(para)}</p><p><a href='/x/{k}'>more</a></p>",
                 }
             )

@@ -23,7 +23,9 @@ What keeps a run cheap (``bench/README.md`` has the numbers):
   and parsed entries stored unchanged are recognised from their key and content hash and skip
   sanitizing (``ingest(known=..., cache=...)``);
 * one log line per source only at DEBUG (failures at INFO); one summary line per run at INFO;
-* a one-shot poll (``keep_workers=False``) stops the parse workers before rendering.
+* a one-shot poll (``keep_workers=False``) stops the parse workers before rendering (a run
+  with nothing to render leaves that to the command's exit, ``app.open_pipeline``, which
+  also starts them early for a long source list).
 """
 
 from __future__ import annotations

@@ -68,8 +68,6 @@ _BLOCK_TAG = re.compile(
     r"article|header|footer|figure|figcaption|aside|nav|address)\b)",
     re.IGNORECASE,
 )
-# The start of an href/src/srcset/cite/poster/background value, matched on lower-cased markup
-# (a case-insensitive regex is six times slower here). Group 1: the opening quote, if any.
 # Attributes whose value is a URL (or, for srcset, URLs), as ``_relative_refs`` finds them:
 # the name, optional whitespace, ``=``, optional whitespace and an optional quote.
 _URL_NAMES = ("href", "src", "srcset", "cite", "poster", "background")

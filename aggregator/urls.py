@@ -113,7 +113,7 @@ def canonical_url(url: str | None) -> str | None:
 
     A URL that is canonical already (``_PLAIN_URL``: every step above leaves it as it is) is
     answered directly: each entry link is a new string, so the memo of the general path
-    (``_canonical_url``) never hits for them, and that path costs ten times as much.
+    (``_canonical_url``) never hits for them, and that path costs four times as much.
     """
     if url:
         plain = _PLAIN_URL.match(url)

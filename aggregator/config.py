@@ -23,6 +23,7 @@ import aggregator.settings as _settings_module
 from aggregator.errors import ConfigError
 from aggregator.rules import check_edition_rules
 from aggregator.settings import (
+    LEADS,
     SORTS,
     AdminSettings,
     EditionConfig,
@@ -362,9 +363,11 @@ def _check_recap(r: RecapSettings, where: str) -> None:
 
 
 def _check_edition_ranking(ed: EditionConfig, where: str) -> None:
-    """Sort order, per-publisher cap and freshness half-life of one edition."""
+    """Sort order, lead rule, per-publisher cap and freshness half-life of one edition."""
     if ed.sort not in SORTS:
         raise ConfigError(f"{where}.sort: use one of {', '.join(SORTS)}, got {ed.sort!r}")
+    if ed.lead not in LEADS:
+        raise ConfigError(f"{where}.lead: use one of {', '.join(LEADS)}, got {ed.lead!r}")
     if ed.max_per_source is not None and ed.max_per_source < 1:
         raise ConfigError(
             f"{where}.max_per_source: must be at least 1 (leave it out for no cap), "

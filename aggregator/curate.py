@@ -71,9 +71,33 @@ class Curator:
         return self.rules.explain(ItemView(item, now))
 
 
-def choose_lead(items: Sequence[StoredItem]) -> StoredItem:
-    """Default lead rule: the earliest report from the highest-weight source."""
-    return min(items, key=lambda it: (-it.source_weight, published_of(it), it.id))
+def choose_lead(items: Sequence[StoredItem], rule: str = "weight") -> StoredItem:
+    """The report that leads a story (its title, link and date in an edition), by ``rule``.
+
+    ``weight`` (the default): the earliest report from the highest-weight source, so a
+    publisher the operator trusts more leads even when a syndicator was quicker.
+    ``earliest``: the first report anywhere, whoever broke it. ``latest``: the newest report.
+    ``fullest``: the report with the most HTML in its content or summary (excerpt-only feeds
+    lose to full-text ones). Ties fall to the higher weight, then the earlier report, then the
+    lower id, so the choice is stable from render to render.
+    """
+    if rule == "weight":
+        return min(items, key=lambda it: (-it.source_weight, published_of(it), it.id))
+    if rule == "earliest":
+        return min(items, key=lambda it: (published_of(it), -it.source_weight, it.id))
+    if rule == "latest":
+        return min(items, key=lambda it: (-published_of(it).timestamp(), -it.source_weight, it.id))
+    if rule == "fullest":
+        return min(
+            items,
+            key=lambda it: (
+                -max(len(it.content_html), len(it.summary_html)),
+                -it.source_weight,
+                published_of(it),
+                it.id,
+            ),
+        )
+    raise ValueError(f"unknown lead rule {rule!r} (use one of weight, earliest, latest, fullest)")
 
 
 def to_entry(story: StoryRecord, lead: StoredItem, *, score: float = 0.0) -> EditionEntry:
@@ -177,7 +201,7 @@ def decide(
         if filtering and not any(rules.admits(v) for v in views):
             rejected.append(StoryDecision(story, "not_matched"))
             continue
-        lead = choose_lead(story.items)
+        lead = choose_lead(story.items, config.lead)
         boosts = rules.story_boost(views) if boosting else ()
         score = score_value(
             lead.source_weight,

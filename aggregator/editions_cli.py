@@ -297,7 +297,8 @@ def _explain_found(
     lead = d.lead or reports[0][0]
     lines.append("")
     lines.append(
-        f"lead report: {lead.source_key} ({lead.source_name}, weight {lead.source_weight:g})"
+        f"lead report: {lead.source_key} ({lead.source_name}, weight {lead.source_weight:g};"
+        f" lead rule {ed.lead!r})"
     )
     doc: dict[str, object] = {
         "edition": ed.name,

@@ -88,6 +88,10 @@ class Rule:
 
 
 SORTS = ("time", "score")
+# Which report leads (titles, links and dates) a story in an edition (aggregator.curate):
+# weight: the highest-weight source's earliest report; earliest: the first report anywhere
+# (who broke it); latest: the newest report; fullest: the report with the most text.
+LEADS = ("weight", "earliest", "latest", "fullest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +108,7 @@ class EditionConfig:
     max_age_days: float = 7.0
     sort: str = "time"  # time (newest first) | score (aggregator.rank)
     max_per_source: int | None = None  # stories per lead publisher; None = no cap
+    lead: str = "weight"  # which report leads each story (LEADS)
     half_life: float = 24 * 3600.0  # seconds until freshness halves (the config accepts "24h")
     related: int = 3  # "Related updates" per story (earlier stories sharing entities); 0 = off
 

@@ -88,6 +88,10 @@ def test_bad_env_value_names_the_variable(tmp_path: Path) -> None:
             r"editions\[1\]\.include\[0\]\.regex: invalid regular expression",
         ),
         ('[[editions]]\nname = "all"\ntitle = "again"\n', r"editions\[1\]\.name: duplicate"),
+        (
+            '[[editions]]\nname = "x"\ntitle = "X"\nlead = "loudest"\n',
+            r"editions\[1\]\.lead: use one of weight, earliest, latest, fullest, got 'loudest'",
+        ),
         ('database_url = "mysql://x"\n', r"database_url: only sqlite"),
     ],
 )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from aggregator.curate import Curator, build_edition, choose_lead
 from aggregator.settings import EditionConfig, Rule
 from tests.factories import T0, make_stored, make_story
@@ -52,6 +54,45 @@ def test_lead_is_earliest_report_of_highest_weight_source() -> None:
     b = make_stored(2, source_weight=2.0, published_at=T0 + timedelta(minutes=5))
     c = make_stored(3, source_weight=2.0, published_at=T0 + timedelta(minutes=1))
     assert choose_lead([a, b, c]).id == 3
+    assert choose_lead([a, b, c], "weight").id == 3
+
+
+def test_lead_rules_pick_first_newest_and_fullest_report() -> None:
+    short = "<p>excerpt</p>"
+    a = make_stored(1, source_weight=1.0, published_at=T0, content_html="", summary_html=short)
+    b = make_stored(
+        2, source_weight=2.0, published_at=T0 + timedelta(minutes=5), content_html="<p>" + "x" * 500
+    )
+    c = make_stored(3, source_weight=1.0, published_at=T0 + timedelta(minutes=9), content_html="")
+    assert choose_lead([a, b, c], "earliest").id == 1
+    assert choose_lead([a, b, c], "latest").id == 3
+    assert choose_lead([a, b, c], "fullest").id == 2
+    # ties: same time -> higher weight; same text length -> higher weight, then earlier
+    twin = make_stored(4, source_weight=3.0, published_at=T0, content_html="", summary_html=short)
+    assert choose_lead([a, twin], "earliest").id == 4
+    assert choose_lead([a, twin, c], "fullest").id == 4
+    with pytest.raises(ValueError, match="unknown lead rule 'loudest'"):
+        choose_lead([a], "loudest")
+
+
+def test_edition_lead_rule_changes_the_entry_but_not_its_id() -> None:
+    first = make_stored(1, title="AI first", source_name="Fast", source_weight=1.0, published_at=T0)
+    trusted = make_stored(
+        2,
+        title="AI trusted",
+        source_name="Trusted",
+        source_weight=2.0,
+        published_at=T0 + timedelta(minutes=30),
+    )
+    story = make_story(1, first, trusted)
+    now = T0 + timedelta(hours=1)
+    by_weight = build_edition(AI, [story], base_url="http://h/", now=now).entries[0]
+    ed = EditionConfig(name="ai", title="AI", include=AI.include, lead="earliest")
+    by_time = build_edition(ed, [story], base_url="http://h/", now=now).entries[0]
+    assert (by_weight.title, by_weight.publisher) == ("AI trusted", "Trusted")
+    assert (by_time.title, by_time.publisher) == ("AI first", "Fast")
+    assert by_weight.id == by_time.id == story.public_id
+    assert [s.publisher for s in by_time.sources] == ["Fast", "Trusted"]
 
 
 def test_edition_exports_story_once_with_all_sources_newest_first() -> None:

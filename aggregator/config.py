@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 import aggregator.settings as _settings_module
+from aggregator.dedupe.semantic import check_spec
 from aggregator.errors import ConfigError
 from aggregator.rules import check_edition_rules
 from aggregator.settings import (
@@ -271,8 +272,23 @@ def _check(s: Settings, cfg_path: str) -> None:
             f"{cfg_path}: database_url: only sqlite:/// and postgresql+psycopg:// URLs are "
             f"supported, got {s.database_url.split(':', 1)[0]!r}"
         )
+    _check_stories(s.stories, f"{cfg_path}: stories")
     _check_enrich(s.enrich, f"{cfg_path}: enrich")
     _check_recap(s.recap, f"{cfg_path}: recap")
+
+
+def _check_stories(st: StoriesSettings, where: str) -> None:
+    """``[stories]``: a positive window; a semantic backend spec whose module exists."""
+    if st.window_days <= 0:
+        raise ConfigError(f"{where}.window_days: must be positive, got {st.window_days}")
+    if st.semantic is None:
+        if st.semantic_options:
+            raise ConfigError(f"{where}.semantic_options: set without stories.semantic")
+        return
+    try:
+        check_spec(st.semantic)
+    except ValueError as exc:
+        raise ConfigError(f"{where}.semantic: {exc}") from exc
 
 
 _RESPONSE_FORMATS = ("json_schema", "json_object", "none")

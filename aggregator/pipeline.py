@@ -48,7 +48,9 @@ from sqlalchemy import URL
 
 from aggregator.clock import Clock
 from aggregator.dedupe.prepare import prepare_many
-from aggregator.errors import StorageError
+from aggregator.dedupe.semantic import thresholds_for
+from aggregator.dedupe.stories import DEFAULT_THRESHOLDS
+from aggregator.errors import ConfigError, StorageError
 from aggregator.fetch import Fetcher
 from aggregator.ingest import Ingested, ingest
 from aggregator.model import (
@@ -293,6 +295,13 @@ class Pipeline:
         # bodies between "fetched" and "stored": enough to keep every parse worker busy while
         # plans travel back and wait for the database thread (``BODIES_PER_WORKER``)
         self._bodies = asyncio.Semaphore(BODIES_PER_WORKER * self._workers)
+        # story decisions: the defaults, plus a configured semantic backend, built once
+        self._thresholds = DEFAULT_THRESHOLDS
+        if settings.stories.match_text and settings.stories.semantic is not None:
+            try:
+                self._thresholds = thresholds_for(settings.stories)
+            except ValueError as exc:
+                raise ConfigError(f"stories.semantic: {exc}") from exc
 
     def close(self) -> None:
         """Stop the database threads (after in-flight calls finish)."""
@@ -514,6 +523,7 @@ class Pipeline:
             edited_keys=tuple(i.item_key for i in plan.intents if i.action == "update"),
             prepared=prepared,
             window=timedelta(days=self.settings.stories.window_days),
+            thresholds=self._thresholds,
         )
 
     def _count(self, rep: SourceReport, result: FetchResult | None) -> None:

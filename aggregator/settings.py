@@ -131,6 +131,10 @@ class StoriesSettings:
     # stories); false groups by URL only, which makes a first poll of a long list much faster
     match_text: bool = True
     window_days: float = 3.0  # a new report is matched against stories this recent
+    # an optional semantic backend (embeddings, translation): "package.module:factory", called
+    # with semantic_options as keyword arguments (aggregator.dedupe.semantic); None: words only
+    semantic: str | None = None
+    semantic_options: dict[str, object] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,11 @@ def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
     Warnings are errors in the child too, and the terminal is wide so tables do not fold.
     """
+    root = str(Path(__file__).resolve().parents[1])  # so configs can name test modules
+    path = os.environ.get("PYTHONPATH")
     env = {
         **os.environ,
+        "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root,
         "AGGREGATOR_CONFIG": str(config),
         "PYTHONWARNINGS": "error",
         "COLUMNS": "1000",

@@ -20,6 +20,7 @@ from aggregator.dedupe.prepare import item_band_keys, item_match_text
 from aggregator.metrics import build_metrics
 from aggregator.settings import Settings
 from aggregator.store.schema import items, story_bands
+from tests.clirun import run_cli
 from tests.servers import FeedServer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -41,9 +42,11 @@ def feed(*entries: tuple[str, str, str]) -> bytes:
     ).encode()
 
 
-def settings_for(tmp_path: Path, db_url: str, urls: list[str]) -> Settings:
+def settings_for(
+    tmp_path: Path, db_url: str, urls: list[str], stories: list[str] | None = None
+) -> Settings:
     lines = [f'database_url = "{db_url}"', "[fetch]", "per_host_delay = 0.0", "total_timeout = 5"]
-    lines += ["[stories]", "match_text = true"]
+    lines += ["[stories]", "match_text = true", *(stories or [])]
     for i, url in enumerate(urls):
         lines += ["[[sources]]", f'key = "s{i}"', f'url = "{url}"']
     lines += ["[[editions]]", 'name = "all"', 'title = "All"', "max_age_days = 100000"]
@@ -103,3 +106,34 @@ def current_keys(engine: Engine) -> set[int]:
     with engine.connect() as conn:
         rows = conn.execute(select(i.title, i.summary_html, i.language, i.published_at))
         return {k for r in rows for k in item_band_keys(item_match_text(*r))}
+
+
+@pytest.mark.parametrize("backend", [False, True])
+async def test_a_configured_semantic_backend_joins_reworded_reports(
+    tmp_path: Path, db_url: str, backend: bool
+) -> None:
+    """``[stories] semantic`` from the config file reaches the poll and ``stories explain``."""
+    probe = "Senate panel opens probe into Boeing 737 MAX door plug blowout"
+    inquiry = "Senate committee launches investigation into Boeing 737 MAX door plug blowout"
+    stories = ["window_days = 2.5"]
+    if backend:
+        stories += [
+            'semantic = "tests.semantic_fake:make"',
+            "[stories.semantic_options]",
+            'synonyms = [["panel", "committee"], ["probe", "investigation"],'
+            ' ["opens", "launches"]]',
+        ]
+    with FeedServer() as server:
+        server.serve("/a.json", feed(("a1", "https://a.example/1", probe)), "application/json")
+        server.serve("/b.json", feed(("b1", "https://b.example/1", inquiry)), "application/json")
+        urls = [server.url("/a.json"), server.url("/b.json")]
+        settings = settings_for(tmp_path, db_url, urls, stories)
+        async with open_pipeline(settings, workers=0) as pipeline:
+            await pipeline.poll_all()
+            found = pipeline.repo.recent_stories(NOW - timedelta(days=7), 10)
+    groups = sorted(tuple(sorted(i.source_key for i in s.items)) for s in found)
+    assert groups == ([("s0", "s1")] if backend else [("s0",), ("s1",)])
+    out = run_cli(tmp_path / "agg.toml", "stories", "explain", "https://b.example/1").stdout
+    assert "window ±2 days, 12:00:00" in out  # the configured window, not the default 3 days
+    verdict = "semantic (concepts): similarity 1.00 >= 0.80"
+    assert (verdict in out) is backend, out

@@ -2,5 +2,6 @@
 
 Story matching lives in :mod:`.text` (normalization, shingles), :mod:`.aliases` (entity names
 across languages), :mod:`.minhash` (signatures and LSH band keys for the candidate index) and
-:mod:`.stories` (the pair decision and its explanation).
+:mod:`.stories` (the pair decision and its explanation) and :mod:`.semantic` (the seam for an
+optional embedding or translation backend).
 """

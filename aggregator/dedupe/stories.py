@@ -31,15 +31,20 @@ Evidence, in order:
 5. Different scripts (a Chinese and an English report): words cannot overlap, so the match
    rests on language-independent tokens (entities, numbers, codes): at least one shared
    entity, ``cross_min_facts`` shared numbers/codes, and no conflict.
+6. A semantic backend, when one is configured (``Thresholds.semantic``, see
+   :mod:`aggregator.dedupe.semantic`): a pair the rules above rejected *without a veto* (time,
+   conflicting numbers, negation) is the same story when the backend's similarity reaches its
+   own threshold. This is the seam for embeddings or translation; none ships by default.
 
 :func:`explain` renders the same evidence for people (``aggregator stories explain``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from aggregator.dedupe.semantic import SemanticJudge, ask
 from aggregator.dedupe.text import TextFeatures, features
 
 
@@ -102,6 +107,9 @@ class Thresholds:
     cross: float = 0.5  # min Jaccard of entity/number/code tokens across scripts
     cross_min_facts: int = 1  # shared numbers/codes required across scripts
     cross_min_entities: int = 1  # shared entities required across scripts
+    # an optional semantic backend (embeddings, translation) asked about pairs the word rules
+    # rejected without a veto; None (the default): words, names and numbers only
+    semantic: SemanticJudge | None = None
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -215,7 +223,8 @@ def decide(a: MatchText, b: MatchText, thresholds: Thresholds = DEFAULT_THRESHOL
     found = conflicts(a.body_features, b.body_features)
     fa, fb = a.body_features, b.body_features
     if fa.script and fb.script and fa.script != fb.script:
-        return _decide_cross(fa, fb, found, t)
+        vetoed = bool(found)
+        return _second_opinion(a, b, _decide_cross(fa, fb, found, t), vetoed, t)
 
     title_j = jaccard(a.title_features.shingles, b.title_features.shingles)
     body_j = jaccard(fa.shingles, fb.shingles)
@@ -226,16 +235,36 @@ def decide(a: MatchText, b: MatchText, thresholds: Thresholds = DEFAULT_THRESHOL
     shared = (fa.shingles & fb.shingles) | (a.title_features.shingles & b.title_features.shingles)
     content = [s for s in shared if not s.startswith("e:")]
     same = score >= threshold
+    vetoed = False
     if same and len(content) < t.min_shared:
         same = False
         reasons.append(f"only {len(content)} shared non-name shingles < {t.min_shared}")
     if fa.script != "zh" and a.title_features.negated != b.title_features.negated:
         reasons.append("vetoed: one title is negated, the other is not")
-        same = False
+        same, vetoed = False, True
     if found and t.veto_conflicts:
         reasons.append("vetoed by conflicting numbers")
-        same = False
-    return Decision(same, score, threshold, tuple(reasons), tuple(found), measures)
+        same, vetoed = False, True
+    decision = Decision(same, score, threshold, tuple(reasons), tuple(found), measures)
+    return _second_opinion(a, b, decision, vetoed, t)
+
+
+def _second_opinion(
+    a: MatchText, b: MatchText, d: Decision, vetoed: bool, t: Thresholds
+) -> Decision:
+    """Ask the semantic backend, if any, about a pair the word rules rejected without a veto:
+    at or above its threshold the pair is the same story (score and threshold become the
+    backend's). Accepted and vetoed pairs are never sent."""
+    if d.same or vetoed or t.semantic is None:
+        return d
+    value, line = ask(t.semantic, a, b)
+    reasons = (*d.reasons, line)
+    if value is None:
+        return replace(d, reasons=reasons)
+    measures = {**d.measures, "semantic": value}
+    if value >= t.semantic.threshold:
+        return Decision(True, value, t.semantic.threshold, reasons, d.conflicts, measures)
+    return replace(d, reasons=reasons, measures=measures)
 
 
 def _zh_score(

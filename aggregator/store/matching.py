@@ -1033,6 +1033,7 @@ def render_explanation(exp: Explanation) -> str:
                 f"    [{key}] {title}: {verdict}, score {d.score:.3f}"
                 f" vs threshold {d.threshold:.3f}"
             )
+            lines += [f"      - {r}" for r in d.reasons]
     if not exp.url_peers and not exp.text_peers:
         lines.append("  alone in its story")
     lines.append(f"  other candidate stories ({exp.threshold_note}):")

@@ -14,7 +14,7 @@ not updated for twice the 3-day window (``aggregator.store.bandprune``), allowin
 load for speed: rows go in key order, in chunked transactions, with the secondary index of
 ``story_bands`` built afterwards; the schema ends identical to a migrated one.
 
-Then new items arrive the way the pipeline handles them: ``ROUNDS`` applies of ``BATCH`` new
+Then new items arrive the way the pipeline handles them: ``--rounds`` applies of ``BATCH`` new
 items, half of them another publisher's version of a stored report of the last 3 days (they
 should merge), half fresh. Matching runs as the ``then`` hook of ``Repository.apply`` (one
 transaction, one commit), with features and band keys prepared beforehand
@@ -117,8 +117,11 @@ def _random_rows(
         yield key, ids[n], stamps[n]
 
 
-def fill(path: Path, size: int, pruned: bool = True) -> list[tuple[str, str, datetime]]:
-    """Create and bulk-load the database; return the stored texts of the last 3 days.
+def fill(
+    path: Path, size: int, pruned: bool = True, spread: timedelta = SPREAD
+) -> list[tuple[str, str, datetime]]:
+    """Create and bulk-load the database with ``size`` reports published uniformly over the
+    ``spread`` before ``NOW``; return the stored texts of the last 3 days.
 
     ``pruned``: only reports of the last ``INDEXED`` have band rows, as after the daemon's
     pruning; otherwise every report has them (the index before pruning existed).
@@ -131,7 +134,7 @@ def fill(path: Path, size: int, pruned: bool = True) -> list[tuple[str, str, dat
     real: list[tuple[int, int, str]] = []  # band rows with computed keys
     old_ids: list[int] = []
     old_stamps: list[str] = []
-    t = NOW - SPREAD
+    t = NOW - spread
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA synchronous=OFF")
     db.execute("PRAGMA cache_size=-262144")
@@ -147,7 +150,7 @@ def fill(path: Path, size: int, pruned: bool = True) -> list[tuple[str, str, dat
         stories, items = [], []
         for n in range(start, min(size, start + CHUNK - 1) + 1):
             title, lead = headline(rng)
-            published = NOW - SPREAD * rng.random()
+            published = NOW - spread * rng.random()
             stamp = published.isoformat(sep=" ")
             stories.append((n, f"urn:bench:{n}", stamp, stamp))
             items.append(
@@ -202,11 +205,18 @@ def item(n: int, title: str, lead: str, published: datetime) -> Item:
     )  # fmt: skip
 
 
-def measure(size: int, workdir: Path, pruned: bool = True) -> dict[str, float]:
-    """Fill a database of ``size`` reports and time applies with and without matching."""
+def measure(
+    size: int,
+    workdir: Path,
+    pruned: bool = True,
+    rounds: int = ROUNDS,
+    spread: timedelta = SPREAD,
+) -> dict[str, float]:
+    """Fill a database of ``size`` reports and time ``rounds`` applies with matching and as
+    many without."""
     path = workdir / f"scale-{size}.db"
     started = time.perf_counter()
-    recent = fill(path, size, pruned)
+    recent = fill(path, size, pruned, spread)
     fill_s = time.perf_counter() - started
     engine = make_engine(f"sqlite:///{path}")
     repo = Repository(engine)
@@ -216,10 +226,11 @@ def measure(size: int, workdir: Path, pruned: bool = True) -> dict[str, float]:
     alone: list[float] = []
     hook_ms: list[float] = []
     prep: list[float] = []
-    merged = 0
+    merged = expected = 0
     heap_peak = 0
-    for r in range(2 * ROUNDS + 1):  # even: with matching, odd: apply alone; last: heap peak
+    for r in range(2 * rounds + 1):  # even: with matching, odd: apply alone; last: heap peak
         matching = r % 2 == 0
+        last = r == 2 * rounds
         now = NOW + timedelta(minutes=r)
         intents = []
         for b in range(BATCH):
@@ -227,6 +238,7 @@ def measure(size: int, workdir: Path, pruned: bool = True) -> dict[str, float]:
             if matching and b % 2 == 0 and recent:
                 # each stored report once: the new source may join a story only once
                 title, lead, published = recent.pop(rng.randrange(len(recent)))
+                expected += not last  # the last round measures memory, not merges
                 title, lead = reword(title, lead, rng)
             else:
                 (title, lead), published = headline(rng), NOW - timedelta(hours=rng.random() * 48)
@@ -241,7 +253,6 @@ def measure(size: int, workdir: Path, pruned: bool = True) -> dict[str, float]:
             repo.apply(plan, now)
             alone.append((time.perf_counter() - t0) / BATCH)
             continue
-        last = r == 2 * ROUNDS
         if last:
             tracemalloc.start()
         t0 = time.perf_counter()
@@ -290,7 +301,7 @@ def measure(size: int, workdir: Path, pruned: bool = True) -> dict[str, float]:
         "hook_ms": med(hook_ms) * 1000,
         "prepare_ms": med(prep) * 1000,
         "merged": merged,
-        "expected": ROUNDS * BATCH // 2,
+        "expected": expected,
         "heap_peak_mb": heap_peak / 2**20,
         "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "db_mb": sum(p.stat().st_size for p in workdir.glob(f"scale-{size}.db*")) / 2**20,
@@ -313,14 +324,37 @@ def main() -> None:
         action="store_true",
         help="index every stored report (the layout before the daemon pruned its story index)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help="applies with matching per size (as many without); more rounds steady the mean,"
+        " which a few WAL checkpoints more or less move",
+    )
+    span = parser.add_mutually_exclusive_group()
+    span.add_argument(
+        "--days",
+        type=float,
+        default=SPREAD.days,
+        help="history every size is spread over (default 90: the ingest rate grows with size)",
+    )
+    span.add_argument(
+        "--per-day",
+        type=float,
+        help="a constant ingest rate instead: each size spans size / PER_DAY days",
+    )
     args = parser.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="stories-scale-"))
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        res = measure(size, workdir, pruned=not args.unpruned)
+        days = size / args.per_day if args.per_day else args.days
+        res = measure(
+            size, workdir, pruned=not args.unpruned, rounds=args.rounds, spread=timedelta(days=days)
+        )
         print(res, flush=True)
         rows.append(
-            f"| {size:,} | {res['added_ms']:.2f} | {res['added_mean_ms']:.2f}"
+            f"| {size:,} | {days:g} ({size / days:,.0f}/day)"
+            f" | {res['added_ms']:.2f} | {res['added_mean_ms']:.2f}"
             f" | {res['hook_ms']:.2f} | {res['prepare_ms']:.2f}"
             f" | {res['with_ms']:.2f} | {res['with_p95_ms']:.2f} | {res['alone_ms']:.2f}"
             f" | {res['merged']}/{res['expected']} | {res['heap_peak_mb']:.1f}"
@@ -329,10 +363,11 @@ def main() -> None:
         )
     table = "\n".join(
         [
-            "| stored items | matching adds (ms/item) | mean | in the hook | prepare (worker)"
+            "| stored items | days (ingest) | matching adds (ms/item) | mean | in the hook"
+            " | prepare (worker)"
             " | apply + match | p95 | apply alone | merged/expected | heap peak MB (matching)"
             " | max RSS MB | DB MB | fill s | prune 2 days s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
             *rows,
         ]
     )

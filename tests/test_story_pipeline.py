@@ -134,6 +134,6 @@ async def test_a_configured_semantic_backend_joins_reworded_reports(
     groups = sorted(tuple(sorted(i.source_key for i in s.items)) for s in found)
     assert groups == ([("s0", "s1")] if backend else [("s0",), ("s1",)])
     out = run_cli(tmp_path / "agg.toml", "stories", "explain", "https://b.example/1").stdout
-    assert "window ±2 days, 12:00:00" in out  # the configured window, not the default 3 days
+    assert "window ±2.5 days" in out  # the configured window, not the default 3 days
     verdict = "semantic (concepts): similarity 1.00 >= 0.80"
     assert (verdict in out) is backend, out

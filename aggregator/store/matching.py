@@ -994,7 +994,7 @@ def explain_item(
         threshold = thresholds.zh if text.body_features.script == "zh" else thresholds.en
         note = (
             f"threshold {threshold:.2f} ({text.body_features.script or 'empty'} text),"
-            f" window ±{window}, {len(keys)} band keys"
+            f" window ±{window.total_seconds() / 86400:g} days, {len(keys)} band keys"
         )
         out.append(
             Explanation(

@@ -21,6 +21,7 @@ from aggregator.metrics import build_metrics
 from aggregator.settings import Settings
 from aggregator.store.schema import items, story_bands
 from tests.clirun import run_cli
+from tests.embedserver import EmbedServer
 from tests.servers import FeedServer
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -108,22 +109,30 @@ def current_keys(engine: Engine) -> set[int]:
         return {k for r in rows for k in item_band_keys(item_match_text(*r))}
 
 
-@pytest.mark.parametrize("backend", [False, True])
+@pytest.mark.parametrize("backend", ["none", "concepts", "embeddings"])
 async def test_a_configured_semantic_backend_joins_reworded_reports(
-    tmp_path: Path, db_url: str, backend: bool
+    tmp_path: Path, db_url: str, backend: str
 ) -> None:
-    """``[stories] semantic`` from the config file reaches the poll and ``stories explain``."""
+    """``[stories] semantic`` from the config file reaches the poll and ``stories explain``:
+    the test backend, and the shipped embeddings backend against a real embeddings server."""
     probe = "Senate panel opens probe into Boeing 737 MAX door plug blowout"
     inquiry = "Senate committee launches investigation into Boeing 737 MAX door plug blowout"
-    stories = ["window_days = 2.5"]
-    if backend:
-        stories += [
-            'semantic = "tests.semantic_fake:make"',
-            "[stories.semantic_options]",
-            'synonyms = [["panel", "committee"], ["probe", "investigation"],'
-            ' ["opens", "launches"]]',
-        ]
-    with FeedServer() as server:
+    synonyms = [["panel", "committee"], ["probe", "investigation"], ["opens", "launches"]]
+    with FeedServer() as server, EmbedServer(synonyms) as embedder:
+        stories = ["window_days = 2.5"]
+        if backend == "concepts":
+            stories += [
+                'semantic = "tests.semantic_fake:make"',
+                "[stories.semantic_options]",
+                f"synonyms = {json.dumps(synonyms)}",
+            ]
+        elif backend == "embeddings":
+            stories += [
+                'semantic = "aggregator.dedupe.embeddings:make"',
+                "[stories.semantic_options]",
+                f'base_url = "{embedder.base_url}"',
+                'model = "test-embed"',
+            ]
         server.serve("/a.json", feed(("a1", "https://a.example/1", probe)), "application/json")
         server.serve("/b.json", feed(("b1", "https://b.example/1", inquiry)), "application/json")
         urls = [server.url("/a.json"), server.url("/b.json")]
@@ -131,9 +140,15 @@ async def test_a_configured_semantic_backend_joins_reworded_reports(
         async with open_pipeline(settings, workers=0) as pipeline:
             await pipeline.poll_all()
             found = pipeline.repo.recent_stories(NOW - timedelta(days=7), 10)
-    groups = sorted(tuple(sorted(i.source_key for i in s.items)) for s in found)
-    assert groups == ([("s0", "s1")] if backend else [("s0",), ("s1",)])
-    out = run_cli(tmp_path / "agg.toml", "stories", "explain", "https://b.example/1").stdout
+        groups = sorted(tuple(sorted(i.source_key for i in s.items)) for s in found)
+        assert groups == ([("s0",), ("s1",)] if backend == "none" else [("s0", "s1")])
+        out = run_cli(tmp_path / "agg.toml", "stories", "explain", "https://b.example/1").stdout
     assert "window ±2.5 days" in out  # the configured window, not the default 3 days
-    verdict = "semantic (concepts): similarity 1.00 >= 0.80"
-    assert (verdict in out) is backend, out
+    verdict = {
+        "none": "semantic (",
+        "concepts": "semantic (concepts): similarity 1.00 >= 0.80",
+        "embeddings": "semantic (embeddings test-embed): similarity 1.00 >= 0.85",
+    }[backend]
+    assert (verdict in out) is (backend != "none"), out
+    if backend == "embeddings":
+        assert embedder.requests  # the daemon and the CLI each asked the real endpoint

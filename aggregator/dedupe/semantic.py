@@ -14,10 +14,11 @@ English negation stay apart whatever the backend says. It judges the candidates 
 finds (reports sharing some words, names or numbers); it does not find candidates itself.
 
 It runs where matching runs: on the database thread, inside the apply's write transaction, a
-few pairs per new item. So it must be local and quick (an in-process model, vectors cached by
-text); a backend that calls a remote API should embed at ingest time and cache, not call per
-pair. An exception from it is logged and counts as "cannot tell": a backend can never lose an
-item or fail a poll.
+few pairs per new item. So it must be quick: an in-process model, or a model server nearby
+asked with a short timeout, vectors cached by text, and a pause after failures
+(:mod:`aggregator.dedupe.embeddings` does that for OpenAI-compatible endpoints). An
+exception from it is logged and counts as "cannot tell": a backend can never lose an item or
+fail a poll.
 
 Configured as ``[stories] semantic = "package.module:factory"`` with keyword arguments in
 ``[stories.semantic_options]``; the factory is called once per process and returns the judge.

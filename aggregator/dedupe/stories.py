@@ -34,7 +34,8 @@ Evidence, in order:
 6. A semantic backend, when one is configured (``Thresholds.semantic``, see
    :mod:`aggregator.dedupe.semantic`): a pair the rules above rejected *without a veto* (time,
    conflicting numbers, negation) is the same story when the backend's similarity reaches its
-   own threshold. This is the seam for embeddings or translation; none ships by default.
+   own threshold. This is the seam for embeddings or translation;
+   :mod:`aggregator.dedupe.embeddings` ships one (off unless configured).
 
 :func:`explain` renders the same evidence for people (``aggregator stories explain``).
 """

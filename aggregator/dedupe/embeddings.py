@@ -1,0 +1,192 @@
+"""A semantic backend over an OpenAI-compatible embeddings endpoint (Ollama, llama.cpp, vLLM).
+
+::
+
+    [stories]
+    semantic = "aggregator.dedupe.embeddings:make"
+    [stories.semantic_options]
+    base_url = "http://127.0.0.1:11434/v1"   # Ollama; any POST {base_url}/embeddings
+    model = "bge-m3"                          # multilingual: Chinese and English pairs too
+    threshold = 0.85                          # cosine from which two reports are one story
+
+Each report is embedded as its title plus the head of its summary; vectors are normalized and
+kept in a bounded LRU cache by text, so a candidate story's reports are embedded once, not once
+per new item that meets them, and the two texts of a pair go in one request. The similarity is
+the cosine of the two vectors. :mod:`aggregator.dedupe.semantic` says when it is asked: only
+about pairs the word rules rejected without a veto.
+
+It is called on the database thread, inside the write transaction, so it is built to fail fast
+and stay out of the way: a short timeout (``timeout``, 2 s), no retries, and after
+``max_failures`` failures in a row it stops asking for ``cooldown`` seconds (every pair is then
+"cannot tell", decided by the word rules alone), so a model server that is down costs one
+timeout per ``cooldown``, not one per pair. The endpoint is the operator's own (usually on
+loopback or the local network), trusted like the enrichment LLM's. The API key, when needed,
+comes from the environment variable named by ``api_key_env``, never from the config file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+if TYPE_CHECKING:
+    from aggregator.dedupe.stories import MatchText
+
+log = logging.getLogger(__name__)
+
+DEFAULT_KEY_ENV = "AGGREGATOR_STORIES_EMBEDDINGS_API_KEY"
+
+
+class EmbeddingError(Exception):
+    """The endpoint failed or answered something that is not the embeddings asked for."""
+
+
+class EmbeddingJudge:
+    """Cosine similarity of two reports' embeddings (see the module docstring)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        threshold: float = 0.85,
+        timeout: float = 2.0,
+        api_key: str | None = None,
+        summary_chars: int = 200,
+        cache_size: int = 8192,
+        max_failures: int = 3,
+        cooldown: float = 300.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
+        if not model:
+            raise ValueError("model must name the embedding model")
+        self.name = f"embeddings {model}"
+        self.threshold = threshold
+        self.summary_chars = summary_chars
+        self.cache_size = cache_size
+        self.max_failures = max_failures
+        self.cooldown = cooldown
+        self._url = base_url.rstrip("/") + "/embeddings"
+        self._model = model
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout), headers=headers, transport=transport
+        )
+        self._cache: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._paused_until = 0.0  # time.monotonic() before which nothing is asked
+        self.requests = 0  # requests sent (for tests and logs)
+
+    def text(self, report: MatchText) -> str:
+        """What is embedded for one report: its title and the head of its summary."""
+        head = report.summary[: self.summary_chars].strip()
+        return f"{report.title}\n{head}" if head else report.title
+
+    def similarity(self, a: MatchText, b: MatchText) -> float | None:
+        """Cosine of the two reports' embeddings; ``None`` while paused after failures.
+
+        Raises :class:`EmbeddingError` when the endpoint fails (the caller logs it and treats
+        the pair as "cannot tell"); enough failures in a row pause the judge.
+        """
+        with self._lock:
+            if time.monotonic() < self._paused_until:
+                return None
+            left, right = self._vectors([self.text(a), self.text(b)])
+        return sum(x * y for x, y in zip(left, right, strict=True))
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+    def _vectors(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+        """Unit vectors of ``texts``, from the cache or one request for the missing ones."""
+        found: dict[str, tuple[float, ...]] = {}
+        for text in texts:
+            if text in self._cache:
+                self._cache.move_to_end(text)
+                found[text] = self._cache[text]
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
+        if missing:
+            try:
+                fresh = self._embed(missing)
+            except EmbeddingError:
+                self._failures += 1
+                if self._failures >= self.max_failures:
+                    self._paused_until = time.monotonic() + self.cooldown
+                    log.warning(
+                        "%s: %d failures in a row, not asked for %.0f s",
+                        self.name,
+                        self._failures,
+                        self.cooldown,
+                    )
+                    self._failures = 0
+                raise
+            self._failures = 0
+            for text, vector in zip(missing, fresh, strict=True):
+                found[text] = self._cache[text] = vector
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return [found[text] for text in texts]
+
+    def _embed(self, texts: list[str]) -> list[tuple[float, ...]]:
+        """One POST to the endpoint; the answer checked and normalized."""
+        self.requests += 1
+        try:
+            response = self._client.post(self._url, json={"model": self._model, "input": texts})
+            response.raise_for_status()
+            payload: Any = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            raise EmbeddingError(f"{self._url}: {type(exc).__name__}: {exc}") from exc
+        try:
+            data = sorted(payload["data"], key=lambda row: row["index"])
+            vectors = [[float(x) for x in row["embedding"]] for row in data]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmbeddingError(f"{self._url}: not an embeddings answer ({exc!r})") from exc
+        if len(vectors) != len(texts) or len({len(v) for v in vectors}) != 1 or not vectors[0]:
+            raise EmbeddingError(
+                f"{self._url}: {len(vectors)} vectors of sizes {sorted({len(v) for v in vectors})}"
+                f" for {len(texts)} texts"
+            )
+        out = []
+        for vector in vectors:
+            norm = math.sqrt(sum(x * x for x in vector))
+            if not norm or not math.isfinite(norm):
+                raise EmbeddingError(f"{self._url}: a zero or non-finite vector")
+            out.append(tuple(x / norm for x in vector))
+        return out
+
+
+def make(
+    base_url: str,
+    model: str,
+    threshold: float = 0.85,
+    timeout: float = 2.0,
+    api_key_env: str = DEFAULT_KEY_ENV,
+    summary_chars: int = 200,
+    cache_size: int = 8192,
+    max_failures: int = 3,
+    cooldown: float = 300.0,
+) -> EmbeddingJudge:
+    """The factory ``[stories] semantic`` names; options as in the module docstring."""
+    return EmbeddingJudge(
+        base_url,
+        model,
+        threshold=threshold,
+        timeout=timeout,
+        api_key=os.environ.get(api_key_env) or None,
+        summary_chars=summary_chars,
+        cache_size=cache_size,
+        max_failures=max_failures,
+        cooldown=cooldown,
+    )

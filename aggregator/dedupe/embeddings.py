@@ -9,11 +9,12 @@
     model = "bge-m3"                          # multilingual: Chinese and English pairs too
     threshold = 0.85                          # cosine from which two reports are one story
 
-Each report is embedded as its title plus the head of its summary; vectors are normalized and
-kept in a bounded LRU cache by text, so a candidate story's reports are embedded once, not once
-per new item that meets them, and the two texts of a pair go in one request. The similarity is
-the cosine of the two vectors. :mod:`aggregator.dedupe.semantic` says when it is asked: only
-about pairs the word rules rejected without a veto.
+Each report is embedded as its title plus the head of its summary; vectors are normalized,
+stored as 32-bit floats (4 KB for 1,024 dimensions) and kept in a bounded LRU cache by text
+(``cache_size``, 2,048 texts: 8 MB at 1,024 dimensions), so a candidate story's reports are
+embedded once, not once per new item that meets them, and the two texts of a pair go in one
+request. The similarity is the cosine of the two vectors. :mod:`aggregator.dedupe.semantic`
+says when it is asked: only about pairs the word rules rejected without a veto.
 
 It is called on the database thread, inside the write transaction, so it is built to fail fast
 and stay out of the way: a short timeout (``timeout``, 2 s), no retries, and after
@@ -28,9 +29,11 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import os
 import threading
 import time
+from array import array
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -61,7 +64,7 @@ class EmbeddingJudge:
         timeout: float = 2.0,
         api_key: str | None = None,
         summary_chars: int = 200,
-        cache_size: int = 8192,
+        cache_size: int = 2048,
         max_failures: int = 3,
         cooldown: float = 300.0,
         transport: httpx.BaseTransport | None = None,
@@ -82,7 +85,7 @@ class EmbeddingJudge:
         self._client = httpx.Client(
             timeout=httpx.Timeout(timeout), headers=headers, transport=transport
         )
-        self._cache: OrderedDict[str, tuple[float, ...]] = OrderedDict()
+        self._cache: OrderedDict[str, array[float]] = OrderedDict()
         self._lock = threading.Lock()
         self._failures = 0
         self._paused_until = 0.0  # time.monotonic() before which nothing is asked
@@ -103,15 +106,17 @@ class EmbeddingJudge:
             if time.monotonic() < self._paused_until:
                 return None
             left, right = self._vectors([self.text(a), self.text(b)])
-        return sum(x * y for x, y in zip(left, right, strict=True))
+        if len(left) != len(right):
+            raise EmbeddingError(f"{self._url}: vectors of sizes {len(left)} and {len(right)}")
+        return math.fsum(map(operator.mul, left, right))
 
     def close(self) -> None:
         """Close the HTTP client."""
         self._client.close()
 
-    def _vectors(self, texts: Sequence[str]) -> list[tuple[float, ...]]:
+    def _vectors(self, texts: Sequence[str]) -> list[array[float]]:
         """Unit vectors of ``texts``, from the cache or one request for the missing ones."""
-        found: dict[str, tuple[float, ...]] = {}
+        found: dict[str, array[float]] = {}
         for text in texts:
             if text in self._cache:
                 self._cache.move_to_end(text)
@@ -139,7 +144,7 @@ class EmbeddingJudge:
                 self._cache.popitem(last=False)
         return [found[text] for text in texts]
 
-    def _embed(self, texts: list[str]) -> list[tuple[float, ...]]:
+    def _embed(self, texts: list[str]) -> list[array[float]]:
         """One POST to the endpoint; the answer checked and normalized."""
         self.requests += 1
         try:
@@ -163,7 +168,7 @@ class EmbeddingJudge:
             norm = math.sqrt(sum(x * x for x in vector))
             if not norm or not math.isfinite(norm):
                 raise EmbeddingError(f"{self._url}: a zero or non-finite vector")
-            out.append(tuple(x / norm for x in vector))
+            out.append(array("f", (x / norm for x in vector)))
         return out
 
 
@@ -174,7 +179,7 @@ def make(
     timeout: float = 2.0,
     api_key_env: str = DEFAULT_KEY_ENV,
     summary_chars: int = 200,
-    cache_size: int = 8192,
+    cache_size: int = 2048,
     max_failures: int = 3,
     cooldown: float = 300.0,
 ) -> EmbeddingJudge:

@@ -101,3 +101,23 @@ def test_make_reads_the_key_from_the_environment(
         make("127.0.0.1:11434", "m")
     with pytest.raises(ValueError, match="model must name"):
         make(server.base_url, "")
+
+
+def test_prepare_embeds_a_batch_in_few_requests_and_pairs_find_it_cached(
+    server: EmbedServer,
+) -> None:
+    judge = EmbeddingJudge(server.base_url, "m", batch_size=2)
+    texts = [match_text(PROBE), match_text(INQUIRY), match_text(OTHER), match_text(PROBE)]
+    judge.prepare(texts)
+    assert [r["input"] for r in server.requests] == [[PROBE, INQUIRY], [OTHER]]
+    assert judge.similarity(texts[0], texts[1]) == pytest.approx(1.0)
+    assert judge.similarity(texts[2], texts[1]) < 0.3
+    assert len(server.requests) == 2  # every pair was cached
+    judge.prepare(texts)
+    assert len(server.requests) == 2  # nothing new to embed
+
+
+def test_a_summary_that_repeats_the_title_is_not_embedded_twice(server: EmbedServer) -> None:
+    judge = EmbeddingJudge(server.base_url, "m")
+    assert judge.text(match_text(PROBE, PROBE + ". Lawmakers")) == PROBE + ". Lawmakers"
+    assert judge.text(match_text(PROBE, "")) == PROBE

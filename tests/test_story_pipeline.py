@@ -142,6 +142,8 @@ async def test_a_configured_semantic_backend_joins_reworded_reports(
             found = pipeline.repo.recent_stories(NOW - timedelta(days=7), 10)
         groups = sorted(tuple(sorted(i.source_key for i in s.items)) for s in found)
         assert groups == ([("s0",), ("s1",)] if backend == "none" else [("s0", "s1")])
+        if backend == "embeddings":  # the batch's texts went in one request, before the pair
+            assert [sorted(r["input"]) for r in embedder.requests] == [sorted([probe, inquiry])]
         out = run_cli(tmp_path / "agg.toml", "stories", "explain", "https://b.example/1").stdout
     assert "window ±2.5 days" in out  # the configured window, not the default 3 days
     verdict = {
@@ -151,4 +153,4 @@ async def test_a_configured_semantic_backend_joins_reworded_reports(
     }[backend]
     assert (verdict in out) is (backend != "none"), out
     if backend == "embeddings":
-        assert embedder.requests  # the daemon and the CLI each asked the real endpoint
+        assert len(embedder.requests) == 2  # and the CLI asked the endpoint again

@@ -12,9 +12,10 @@
 Each report is embedded as its title plus the head of its summary; vectors are normalized,
 stored as 32-bit floats (4 KB for 1,024 dimensions) and kept in a bounded LRU cache by text
 (``cache_size``, 2,048 texts: 8 MB at 1,024 dimensions), so a candidate story's reports are
-embedded once, not once per new item that meets them, and the two texts of a pair go in one
-request. The similarity is the cosine of the two vectors. :mod:`aggregator.dedupe.semantic`
-says when it is asked: only about pairs the word rules rejected without a veto.
+embedded once, not once per new item that meets them; the matcher hands over a batch's texts
+first (:meth:`EmbeddingJudge.prepare`), so they go in one request of up to ``batch_size`` (64)
+texts. The similarity is the cosine of the two vectors. :mod:`aggregator.dedupe.semantic` says
+when it is asked: only about pairs the word rules rejected without a veto.
 
 It is called on the database thread, inside the write transaction, so it is built to fail fast
 and stay out of the way: a short timeout (``timeout``, 2 s), no retries, and after
@@ -67,6 +68,7 @@ class EmbeddingJudge:
         cache_size: int = 2048,
         max_failures: int = 3,
         cooldown: float = 300.0,
+        batch_size: int = 64,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
@@ -79,6 +81,7 @@ class EmbeddingJudge:
         self.cache_size = cache_size
         self.max_failures = max_failures
         self.cooldown = cooldown
+        self.batch_size = max(1, batch_size)
         self._url = base_url.rstrip("/") + "/embeddings"
         self._model = model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -92,9 +95,13 @@ class EmbeddingJudge:
         self.requests = 0  # requests sent (for tests and logs)
 
     def text(self, report: MatchText) -> str:
-        """What is embedded for one report: its title and the head of its summary."""
+        """What is embedded for one report: its title and the head of its summary (the head
+        alone when it starts with the title, as excerpt feeds' summaries often do)."""
+        title = report.title.strip()
         head = report.summary[: self.summary_chars].strip()
-        return f"{report.title}\n{head}" if head else report.title
+        if not head:
+            return title
+        return head if head.startswith(title) else f"{title}\n{head}"
 
     def similarity(self, a: MatchText, b: MatchText) -> float | None:
         """Cosine of the two reports' embeddings; ``None`` while paused after failures.
@@ -109,6 +116,21 @@ class EmbeddingJudge:
         if len(left) != len(right):
             raise EmbeddingError(f"{self._url}: vectors of sizes {len(left)} and {len(right)}")
         return math.fsum(map(operator.mul, left, right))
+
+    def prepare(self, reports: Sequence[MatchText]) -> None:
+        """Embed the texts a batch may ask about, in requests of up to ``batch_size`` texts
+        (the matcher calls it once per batch), so that the pairs find them cached.
+
+        At most half the cache is filled this way, so a batch cannot evict its own texts.
+        Raises :class:`EmbeddingError` like :meth:`similarity`; does nothing while paused.
+        """
+        texts = list(dict.fromkeys(self.text(r) for r in reports))[: max(1, self.cache_size // 2)]
+        with self._lock:
+            if time.monotonic() < self._paused_until:
+                return
+            missing = [t for t in texts if t not in self._cache]
+            for start in range(0, len(missing), self.batch_size):
+                self._vectors(missing[start : start + self.batch_size])
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -182,6 +204,7 @@ def make(
     cache_size: int = 2048,
     max_failures: int = 3,
     cooldown: float = 300.0,
+    batch_size: int = 64,
 ) -> EmbeddingJudge:
     """The factory ``[stories] semantic`` names; options as in the module docstring."""
     return EmbeddingJudge(
@@ -194,4 +217,5 @@ def make(
         cache_size=cache_size,
         max_failures=max_failures,
         cooldown=cooldown,
+        batch_size=batch_size,
     )

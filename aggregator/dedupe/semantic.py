@@ -20,6 +20,10 @@ asked with a short timeout, vectors cached by text, and a pause after failures
 exception from it is logged and counts as "cannot tell": a backend can never lose an item or
 fail a poll.
 
+A backend may also have ``prepare(reports)``: the matcher calls it once per batch with every
+report text the batch may ask about (its new items and their candidates' representatives), so a
+backend can embed them in one go instead of pair by pair. Its failure is logged and ignored.
+
 Configured as ``[stories] semantic = "package.module:factory"`` with keyword arguments in
 ``[stories.semantic_options]``; the factory is called once per process and returns the judge.
 """

@@ -521,6 +521,25 @@ def _score(
     )
 
 
+def _warm_semantic(
+    thresholds: Thresholds, judged: Sequence[Any], reps: dict[int, list[_Report]]
+) -> None:
+    """Hand a semantic backend every text this batch may ask it about, once, when it has a
+    ``prepare`` (an embeddings backend embeds them in one request instead of one per pair).
+    A failure there is logged; the pairs are then asked one by one, or decided by words."""
+    warm = getattr(thresholds.semantic, "prepare", None)
+    if warm is None:
+        return
+    texts = [n.text for n in judged if n.candidates]
+    texts += [r.text for n in judged for sid, _ in n.candidates for r in reps.get(sid, [])]
+    if not texts:
+        return
+    try:
+        warm(texts)
+    except Exception as exc:  # the backend is an extra: matching goes on without it
+        log.warning("semantic backend failed to prepare %d texts: %s", len(texts), exc)
+
+
 def _best_first(scored: list[CandidateScore]) -> list[CandidateScore]:
     """Accepted matches first, then by score, then by story id."""
     return sorted(
@@ -782,6 +801,7 @@ def match_in(
                 and makeup.get(sid, _Makeup()).size < MAX_TEXT_STORY
             ][:MAX_CANDIDATES]
         reps = _representatives(conn, {sid for n in judged for sid, _ in n.candidates}, {})
+        _warm_semantic(thresholds, judged, reps)
     merged = 0
     moved: dict[int, int] = {}  # loser -> survivor, decided in this batch
     merges: list[tuple[int, int]] = []  # (own story, target story) as decided

@@ -522,7 +522,7 @@ def _score(
 
 
 def _warm_semantic(
-    thresholds: Thresholds, judged: Sequence[Any], reps: dict[int, list[_Report]]
+    thresholds: Thresholds, judged: Sequence[_New], reps: dict[int, list[_Report]]
 ) -> None:
     """Hand a semantic backend every text this batch may ask it about, once, when it has a
     ``prepare`` (an embeddings backend embeds them in one request instead of one per pair).

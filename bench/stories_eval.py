@@ -23,6 +23,7 @@ the English test split has 68 positives, so a handful of accepted pairs decide i
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
 import json
 import math
@@ -50,7 +51,7 @@ from aggregator.store.matching import item_band_keys  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "stories"
 TARGET = 0.95
-MARGIN = 0.01
+MARGIN = 0.02
 Row = tuple[float, float, float, Thresholds]  # precision, recall, F1, setting
 
 
@@ -216,6 +217,65 @@ def timings(pairs: list[Pair], texts: list[str]) -> list[str]:
     ]
 
 
+FOLDS = 5
+
+
+def fold_of(pair: Pair) -> int:
+    """A pair's fold, from its id (fixed by the data, no random draw)."""
+    return int.from_bytes(hashlib.sha256(pair.id.encode()).digest()[:4], "big") % FOLDS
+
+
+def cross_validated(
+    pairs: list[Pair], tune: Callable[[list[Pair]], Thresholds]
+) -> tuple[float, float, int, int, int, list[str]]:
+    """Every pair judged once by thresholds tuned without it: for each of ``FOLDS`` folds,
+    tune on the other folds and judge this one; pool the verdicts. Many more accepted pairs
+    than one small test split, so a tighter interval on precision. Returns precision, recall,
+    TP, FP, FN and the per-fold choices."""
+    tp = fp = fn = 0
+    chosen = []
+    for k in range(FOLDS):
+        held = [p for p in pairs if fold_of(p) == k]
+        th = tune([p for p in pairs if fold_of(p) != k])
+        _, _, _, t, f, n = prf(held, th)
+        tp, fp, fn = tp + t, fp + f, fn + n
+        chosen.append(f"zh={th.zh:.2f} cont={th.containment:.2f} en={th.en:.3f}")
+    precision = tp / (tp + fp) if tp + fp else 1.0
+    return precision, tp / (tp + fn) if tp + fn else 0.0, tp, fp, fn, chosen
+
+
+def cv_section(zh: list[Pair], en: list[Pair]) -> list[str]:
+    """The report block of the cross-validated estimates, both corpora."""
+    rows = []
+    for name, pairs, tune in (
+        ("Chinese, all 11,501 Sohu pairs", zh, lambda dev: tune_zh(dev)[0]),
+        (
+            "English, all 2,499 STS-B pairs",
+            en,
+            lambda dev: tune_en(dev, DEFAULT_THRESHOLDS)[0],
+        ),
+    ):
+        precision, recall, tp, fp, fn, chosen = cross_validated(pairs, tune)
+        low, high = wilson(tp, tp + fp)
+        rows.append(
+            f"| {name} | {precision:.3f} | {recall:.3f} | {tp} | {fp} | {fn} |"
+            f" {low:.3f}-{high:.3f} | {'; '.join(sorted(set(chosen)))} |"
+        )
+    return [
+        f"### Cross-validated over every pair ({FOLDS} folds)",
+        "",
+        "The English test split accepts only a handful of pairs, so its precision interval is"
+        f" wide. Here every pair is judged once, by thresholds tuned (the same grids and rule)"
+        f" on the other {FOLDS - 1} folds without it; folds are fixed by a hash of the pair id."
+        " Pooled over the folds:",
+        "",
+        "| corpus | precision | recall | TP | FP | FN | precision 95% Wilson | settings chosen |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
+
+
 def section(name: str, knobs: str, th: Thresholds, dev: list[Pair], test: list[Pair]) -> list[str]:
     """The report block for one corpus."""
     dp, dr, df, *_ = prf(dev, th)
@@ -297,6 +357,7 @@ def main() -> None:
             en_test,
         ),
         *([en_note, ""] if en_note else []),
+        *cv_section(zh, en),
     ]
     out += [
         "Before (word-set Jaccard for English at 0.60, Chinese Jaccard 0.70 without"

@@ -159,6 +159,21 @@ def test_summary_helps_when_titles_differ() -> None:
     assert decide(a, b).measures["title_jaccard"] < 0.2
 
 
+def test_containment_is_off_by_default_and_counts_when_on() -> None:
+    """A headline found whole in another report's lead: by default (the Sohu tuning at 0.97 dev
+    precision) it is not enough; with containment on it scores as the threshold scaled."""
+    a = match_text("晋中榆次区中小学12日起陆续放假")
+    b = match_text("榆次中小学放假安排公布", "晋中榆次区中小学12日起陆续放假，家长请留意学校通知。")
+    off = decide(a, b)
+    assert not off.same and off.measures["containment"] == 0.0
+    assert "containment off" in off.reasons[0]
+    on = decide(a, b, Thresholds(zh=0.75, containment=0.9, containment_floor=0.4))
+    assert on.same and on.measures["containment"] == 1.0
+    assert on.score == pytest.approx(0.75 / 0.9)
+    floor = decide(a, b, Thresholds(zh=0.75, containment=0.9, containment_floor=0.5))
+    assert not floor.same  # title+summary Jaccard 0.46 is under the floor: not computed
+
+
 def test_thresholds_are_parameters() -> None:
     a = match_text("Heavy smog hits north China city")
     b = match_text("Heavy smog hits north China city, flights cancelled")

@@ -274,13 +274,16 @@ def _second_opinion(
 def _zh_score(
     a: MatchText, b: MatchText, title_j: float, body_j: float, t: Thresholds, reasons: list[str]
 ) -> tuple[float, float, dict[str, float]]:
-    """Chinese: best of title Jaccard, body Jaccard and containment (above its floor)."""
-    contained = _containment(a, b, t.containment_min)
-    if max(title_j, body_j) < t.containment_floor:
-        contained = 0.0
+    """Chinese: best of title Jaccard, body Jaccard and containment (when on, and only above
+    its Jaccard floor: it is not computed otherwise)."""
+    enabled = t.containment <= 1
+    contained = 0.0
+    if enabled and max(title_j, body_j) >= t.containment_floor:
+        contained = _containment(a, b, t.containment_min)
     score = max(title_j, body_j, contained * t.zh / t.containment)
+    shown = f"containment={contained:.2f}" if enabled else "containment off"
     reasons.append(
-        f"title J={title_j:.2f}, title+summary J={body_j:.2f}, containment={contained:.2f}"
+        f"title J={title_j:.2f}, title+summary J={body_j:.2f}, {shown}"
         f" -> score {score:.2f} vs threshold {t.zh:.2f} (zh)"
     )
     measures = {"title_jaccard": title_j, "body_jaccard": body_j, "containment": contained}

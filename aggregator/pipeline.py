@@ -50,7 +50,7 @@ from aggregator.clock import Clock
 from aggregator.dedupe.prepare import prepare_many
 from aggregator.dedupe.semantic import thresholds_for
 from aggregator.dedupe.stories import DEFAULT_THRESHOLDS
-from aggregator.errors import ConfigError, StorageError
+from aggregator.errors import StorageError
 from aggregator.fetch import Fetcher
 from aggregator.ingest import Ingested, ingest
 from aggregator.model import (
@@ -296,12 +296,9 @@ class Pipeline:
         # plans travel back and wait for the database thread (``BODIES_PER_WORKER``)
         self._bodies = asyncio.Semaphore(BODIES_PER_WORKER * self._workers)
         # story decisions: the defaults, plus a configured semantic backend, built once
-        self._thresholds = DEFAULT_THRESHOLDS
-        if settings.stories.match_text and settings.stories.semantic is not None:
-            try:
-                self._thresholds = thresholds_for(settings.stories)
-            except ValueError as exc:
-                raise ConfigError(f"stories.semantic: {exc}") from exc
+        self._thresholds = (
+            thresholds_for(settings.stories) if settings.stories.match_text else DEFAULT_THRESHOLDS
+        )
 
     def close(self) -> None:
         """Stop the database threads (after in-flight calls finish)."""

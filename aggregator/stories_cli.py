@@ -18,7 +18,7 @@ import typer
 from aggregator.cliutil import ConfigOpt, fail, settings_for
 from aggregator.clock import SystemClock
 from aggregator.dedupe.semantic import thresholds_for
-from aggregator.errors import AggregatorError, ConfigError
+from aggregator.errors import AggregatorError
 from aggregator.store.db import make_engine, storage_errors
 from aggregator.store.matching import explain_item, render_explanation
 from aggregator.store.reindex import reindex_stories
@@ -35,10 +35,7 @@ def explain(
     """Print why the item at URL joined (or did not join) a story."""
     try:
         settings = settings_for(ctx, config)
-        try:
-            thresholds = thresholds_for(settings.stories)
-        except ValueError as exc:
-            raise ConfigError(f"stories.semantic: {exc}") from exc
+        thresholds = thresholds_for(settings.stories)
         window = timedelta(days=settings.stories.window_days)
         engine = make_engine(settings.database_url)
         try:

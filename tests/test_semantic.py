@@ -126,7 +126,7 @@ def test_build_checks_what_the_factory_returns() -> None:
     with pytest.raises(ValueError, match="cannot find module 'no_such_backend'"):
         check_spec("no_such_backend:make")
     with pytest.raises(
-        ValueError, match=r"'tests\.semantic_fake:failing' failed: FileNotFoundError"
+        ConfigError, match=r"stories\.semantic: 'tests\.semantic_fake:failing' failed: FileNotF"
     ):
         thresholds_for(StoriesSettings(semantic="tests.semantic_fake:failing"))
     assert thresholds_for(StoriesSettings()) is DEFAULT_THRESHOLDS

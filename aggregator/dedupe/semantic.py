@@ -36,6 +36,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from aggregator.errors import ConfigError
+
 if TYPE_CHECKING:
     from aggregator.dedupe.stories import MatchText, Thresholds
     from aggregator.settings import StoriesSettings
@@ -55,11 +57,17 @@ class SemanticJudge(Protocol):
         ...
 
 
-def resolve(spec: str) -> Callable[..., Any]:
-    """The factory named by ``"package.module:attribute"``; ``ValueError`` says what is wrong."""
+def _split(spec: str) -> tuple[str, str]:
+    """``"package.module:attribute"`` -> (module, attribute); ``ValueError`` for another shape."""
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ValueError(f"expected 'package.module:factory', got {spec!r}")
+    return module_name, attribute
+
+
+def resolve(spec: str) -> Callable[..., Any]:
+    """The factory named by ``"package.module:attribute"``; ``ValueError`` says what is wrong."""
+    module_name, attribute = _split(spec)
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
@@ -87,9 +95,7 @@ def check_spec(spec: str) -> None:
     importing it: a model's import can be heavy, and most commands never match stories)."""
     import importlib.util
 
-    module_name, sep, attribute = spec.partition(":")
-    if not sep or not module_name or not attribute:
-        raise ValueError(f"expected 'package.module:factory', got {spec!r}")
+    module_name, _ = _split(spec)
     try:
         found = importlib.util.find_spec(module_name)
     except (ImportError, ValueError) as exc:
@@ -100,17 +106,20 @@ def check_spec(spec: str) -> None:
 
 def thresholds_for(stories: StoriesSettings) -> Thresholds:
     """The decision parameters the daemon and ``stories explain`` use: the defaults, plus the
-    configured backend built once (``ValueError`` names what failed)."""
+    configured backend built once (a :class:`ConfigError` naming ``stories.semantic`` says what
+    failed: the spec, or the factory's own error such as a missing model file)."""
     from aggregator.dedupe.stories import DEFAULT_THRESHOLDS
 
     if stories.semantic is None:
         return DEFAULT_THRESHOLDS
     try:
         judge = build(stories.semantic, stories.semantic_options)
-    except ValueError:
-        raise
+    except ValueError as exc:
+        raise ConfigError(f"stories.semantic: {exc}") from exc
     except Exception as exc:  # the factory's own failure (missing model file, bad option)
-        raise ValueError(f"{stories.semantic!r} failed: {type(exc).__name__}: {exc}") from exc
+        raise ConfigError(
+            f"stories.semantic: {stories.semantic!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     log.info(
         "story matching asks semantic backend %s (threshold %.2f)", judge.name, judge.threshold
     )

@@ -69,7 +69,6 @@ class EmbeddingJudge:
         max_failures: int = 3,
         cooldown: float = 300.0,
         batch_size: int = 64,
-        transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must be an http(s) URL, got {base_url!r}")
@@ -85,14 +84,11 @@ class EmbeddingJudge:
         self._url = base_url.rstrip("/") + "/embeddings"
         self._model = model
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout), headers=headers, transport=transport
-        )
+        self._client = httpx.Client(timeout=httpx.Timeout(timeout), headers=headers)
         self._cache: OrderedDict[str, array[float]] = OrderedDict()
         self._lock = threading.Lock()
         self._failures = 0
         self._paused_until = 0.0  # time.monotonic() before which nothing is asked
-        self.requests = 0  # requests sent (for tests and logs)
 
     def text(self, report: MatchText) -> str:
         """What is embedded for one report: its title and the head of its summary (the head
@@ -168,7 +164,6 @@ class EmbeddingJudge:
 
     def _embed(self, texts: list[str]) -> list[array[float]]:
         """One POST to the endpoint; the answer checked and normalized."""
-        self.requests += 1
         try:
             response = self._client.post(self._url, json={"model": self._model, "input": texts})
             response.raise_for_status()

@@ -19,7 +19,7 @@ from typing import Literal, NamedTuple
 from aggregator.model import EditionEntry, EditionFeed, SourceRef, StoredItem, StoryRecord
 from aggregator.rank import Candidate, Placement, ScoreParts, place, score_story, score_value
 from aggregator.rules import EditionRules, ItemView, ReportVerdict, compile_edition, published_of
-from aggregator.settings import EditionConfig
+from aggregator.settings import LEADS, EditionConfig
 
 __all__ = [
     "Curator",
@@ -97,7 +97,7 @@ def choose_lead(items: Sequence[StoredItem], rule: str = "weight") -> StoredItem
                 it.id,
             ),
         )
-    raise ValueError(f"unknown lead rule {rule!r} (use one of weight, earliest, latest, fullest)")
+    raise ValueError(f"unknown lead rule {rule!r} (use one of {', '.join(LEADS)})")
 
 
 def to_entry(story: StoryRecord, lead: StoredItem, *, score: float = 0.0) -> EditionEntry:

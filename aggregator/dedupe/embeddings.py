@@ -190,27 +190,10 @@ class EmbeddingJudge:
 
 
 def make(
-    base_url: str,
-    model: str,
-    threshold: float = 0.85,
-    timeout: float = 2.0,
-    api_key_env: str = DEFAULT_KEY_ENV,
-    summary_chars: int = 200,
-    cache_size: int = 2048,
-    max_failures: int = 3,
-    cooldown: float = 300.0,
-    batch_size: int = 64,
+    base_url: str, model: str, api_key_env: str = DEFAULT_KEY_ENV, **options: Any
 ) -> EmbeddingJudge:
-    """The factory ``[stories] semantic`` names; options as in the module docstring."""
-    return EmbeddingJudge(
-        base_url,
-        model,
-        threshold=threshold,
-        timeout=timeout,
-        api_key=os.environ.get(api_key_env) or None,
-        summary_chars=summary_chars,
-        cache_size=cache_size,
-        max_failures=max_failures,
-        cooldown=cooldown,
-        batch_size=batch_size,
-    )
+    """The factory ``[stories] semantic`` names: the key comes from the environment variable
+    ``api_key_env``; every other option (``threshold``, ``timeout``, ``summary_chars``,
+    ``cache_size``, ``max_failures``, ``cooldown``, ``batch_size``) goes to
+    :class:`EmbeddingJudge` as it is, so an unknown one fails start-up with its name."""
+    return EmbeddingJudge(base_url, model, api_key=os.environ.get(api_key_env) or None, **options)
